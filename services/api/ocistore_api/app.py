@@ -1,0 +1,97 @@
+"""The FastAPI application: the Distribution API plus health endpoints.
+
+All of `/v2/<name>/...` goes through one route and a table keyed by (endpoint, method):
+repository names contain slashes, so path templates would be ambiguous, and the raw
+path must be checked before anything is decoded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI
+from ocistore.errors import ErrorCode, RegistryError
+from ocistore.registry import Registry, Store
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from . import blob_routes, discovery_routes, manifest_routes, upload_routes
+from .paths import parse_path
+from .responses import empty, error_response, json_response
+
+log = logging.getLogger("ocistore.api")
+
+Handler = Callable[[Request, Store, str, str], Awaitable[Response]]
+
+_TABLE: dict[tuple[str, str], Handler] = {
+    ("blob", "GET"): blob_routes.get_blob,
+    ("blob", "HEAD"): blob_routes.get_blob,
+    ("blob", "DELETE"): blob_routes.delete_blob,
+    ("upload", "POST"): upload_routes.start_upload,
+    ("upload", "GET"): upload_routes.upload_status,
+    ("upload", "PATCH"): upload_routes.patch_upload,
+    ("upload", "PUT"): upload_routes.finish_upload,
+    ("upload", "DELETE"): upload_routes.cancel_upload,
+    ("manifest", "GET"): manifest_routes.get_manifest,
+    ("manifest", "HEAD"): manifest_routes.get_manifest,
+    ("manifest", "PUT"): manifest_routes.put_manifest,
+    ("manifest", "DELETE"): manifest_routes.delete_manifest,
+    ("tags", "GET"): discovery_routes.list_tags,
+    ("referrers", "GET"): discovery_routes.list_referrers,
+}
+_METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
+
+
+def create_app(registry: Registry) -> FastAPI:
+    app = FastAPI(title="ocistore", docs_url=None, redoc_url=None, openapi_url=None)
+
+    async def dispatch(request: Request) -> Response:
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        try:
+            if request.method == "POST" and raw.endswith(b"/blobs/uploads"):
+                raw += b"/"
+            route = parse_path(raw.decode("latin-1"))
+            handler = _TABLE.get((route.kind, request.method))
+            if handler is None:
+                raise RegistryError(ErrorCode.METHOD_UNKNOWN, {"method": request.method})
+            return await handler(request, registry.store_for(route.name), route.name, route.arg)
+        except RegistryError as exc:
+            return error_response(exc)
+        except ClientDisconnect:
+            log.info("client went away during %s %s", request.method, request.url.path)
+            return empty(400)
+
+    async def base(request: Request) -> Response:
+        return json_response({})
+
+    async def catalog(request: Request) -> Response:
+        try:
+            return await discovery_routes.list_catalog(request, registry)
+        except RegistryError as exc:
+            return error_response(exc)
+
+    async def livez(request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks = {store.route or "/": await _storage_ok(store) for store in registry.stores.values()}
+        ok = all(checks.values())
+        return json_response({"status": "ok" if ok else "failing", "storage": checks}, 200 if ok else 503)
+
+    app.add_route("/v2/", base, methods=["GET", "HEAD"])
+    app.add_route("/v2", base, methods=["GET", "HEAD"])
+    app.add_route("/v2/_catalog", catalog, methods=["GET"])
+    app.add_route("/v2/{rest:path}", dispatch, methods=_METHODS)
+    app.add_route("/livez", livez, methods=["GET"])
+    app.add_route("/readyz", readyz, methods=["GET"])
+    return app
+
+
+async def _storage_ok(store: Store) -> bool:
+    try:
+        await store.driver.list("")
+    except Exception:
+        log.exception("storage of %s is not reachable", store.route or "/")
+        return False
+    return True

@@ -1,0 +1,37 @@
+"""Blob HEAD, GET (with `Range`) and DELETE."""
+
+from __future__ import annotations
+
+from ocistore.digests import Digest
+from ocistore.registry import Store, blobs
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from .ranges import parse_range
+from .responses import API_VERSION, empty
+
+
+async def get_blob(request: Request, store: Store, name: str, ref: str) -> Response:
+    digest = Digest.parse(ref)
+    info = await blobs.stat_blob(store, name, digest)
+    headers = {
+        **API_VERSION,
+        "Docker-Content-Digest": str(digest),
+        "Accept-Ranges": "bytes",
+        "Content-Type": "application/octet-stream",
+        "ETag": f'"{digest}"',
+    }
+    span = parse_range(request.headers.get("range"), info.size)
+    status, offset, length = 200, 0, info.size
+    if span is not None:
+        status, offset, length = 206, span[0], span[1] - span[0] + 1
+        headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{info.size}"
+    headers["Content-Length"] = str(length)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers)
+    return StreamingResponse(blobs.read_blob(store, name, digest, offset, length), status, headers)
+
+
+async def delete_blob(request: Request, store: Store, name: str, ref: str) -> Response:
+    await blobs.delete_blob(store, name, Digest.parse(ref))
+    return empty(202)

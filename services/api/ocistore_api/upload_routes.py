@@ -1,0 +1,86 @@
+"""Blob uploads: monolithic, chunked, mount; session status and cancel."""
+
+from __future__ import annotations
+
+import re
+
+from ocistore.digests import Digest
+from ocistore.errors import ErrorCode, RegistryError
+from ocistore.registry import Store, blobs, uploads
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .body import chunks, content_length
+from .responses import empty
+
+_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+
+
+def _session_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
+    return {
+        "Location": f"/v2/{name}/blobs/uploads/{upload_id}",
+        "Docker-Upload-UUID": upload_id,
+        "Range": f"0-{max(size - 1, 0)}",
+    }
+
+
+def _blob_created(name: str, digest: Digest) -> Response:
+    return empty(201, {"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": str(digest)})
+
+
+def _digest_param(request: Request) -> Digest:
+    value = request.query_params.get("digest")
+    if not value:
+        raise RegistryError(ErrorCode.DIGEST_INVALID, "the digest query parameter is required",
+                            message="digest parameter missing")
+    return Digest.parse(value)
+
+
+async def start_upload(request: Request, store: Store, name: str, _: str) -> Response:
+    params = request.query_params
+    mount = params.get("mount")
+    if mount is not None:
+        digest = Digest.parse(mount)
+        if await blobs.mount_blob(store, name, digest, params.get("from")):
+            return _blob_created(name, digest)
+    elif "digest" in params:
+        digest = _digest_param(request)
+        await uploads.monolithic(store, name, digest, chunks(request))
+        return _blob_created(name, digest)
+    elif content_length(request):
+        raise RegistryError(ErrorCode.BLOB_UPLOAD_INVALID,
+                            "a body on POST needs the digest query parameter")
+    upload_id = await uploads.start(store, name)
+    return empty(202, _session_headers(name, upload_id, 0))
+
+
+async def upload_status(request: Request, store: Store, name: str, upload_id: str) -> Response:
+    size = await uploads.size(store, name, upload_id)
+    return empty(204, _session_headers(name, upload_id, size))
+
+
+async def patch_upload(request: Request, store: Store, name: str, upload_id: str) -> Response:
+    header = request.headers.get("content-range")
+    content_range = None
+    if header is not None:
+        m = _CONTENT_RANGE.match(header.strip())
+        if m is None:
+            raise RegistryError(ErrorCode.RANGE_INVALID, {"Content-Range": header},
+                                message="malformed Content-Range")
+        content_range = uploads.ContentRange(int(m.group(1)), int(m.group(2)))
+    size = await uploads.append(store, name, upload_id, chunks(request), content_range,
+                                content_length(request))
+    return empty(202, _session_headers(name, upload_id, size))
+
+
+async def finish_upload(request: Request, store: Store, name: str, upload_id: str) -> Response:
+    digest = _digest_param(request)
+    body = chunks(request) if content_length(request) or "chunked" in request.headers.get(
+        "transfer-encoding", "") else None
+    await uploads.finish(store, name, upload_id, digest, body)
+    return _blob_created(name, digest)
+
+
+async def cancel_upload(request: Request, store: Store, name: str, upload_id: str) -> Response:
+    await uploads.cancel(store, name, upload_id)
+    return empty(204)

@@ -1,0 +1,284 @@
+"""zot's configuration format, read unchanged (JSON or YAML), checked strictly.
+
+Keys are matched case-insensitively, as zot's loader does.  Every key is either
+understood, or refused with a message naming it: a misspelt `gcDelay` must never
+silently fall back to a default on somebody's production registry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .durations import parse_duration
+
+log = logging.getLogger("ocistore.config")
+
+# Keys that a later piece of work owns: accepted, and named in a warning until then.
+NOT_IMPLEMENTED_YET: frozenset[str] = frozenset(
+    {
+        "storage.dedupe",
+        "storage.gc",
+        "storage.gcdelay",
+        "storage.gcinterval",
+        "storage.subpaths",
+        "storage.storagedriver",
+        "storage.cachedriver",
+        "storage.remotecache",
+        "extensions.scrub",
+    }
+)
+
+
+class ConfigError(ValueError):
+    """A config problem, worded for the operator: which key, which value, what is wanted."""
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    root_directory: str = "./data"
+    dedupe: bool = True
+    gc: bool = True
+    gc_delay: float = 3600.0
+    gc_interval: float = 3600.0
+    commit: bool = False
+    remote_cache: bool = False
+    cache_driver: Mapping[str, Any] | None = None
+    storage_driver: Mapping[str, Any] | None = None
+    sub_paths: Mapping[str, StorageConfig] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HTTPConfig:
+    address: str = "127.0.0.1"
+    port: int = 5000
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    output: str | None = None
+
+
+@dataclass(frozen=True)
+class ScrubConfig:
+    enable: bool = False
+    interval: float = 86400.0
+
+
+@dataclass(frozen=True)
+class Config:
+    dist_spec_version: str = "1.1.0"
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    http: HTTPConfig = field(default_factory=HTTPConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    scrub: ScrubConfig = field(default_factory=ScrubConfig)
+    # Keys present in the file that a later piece of work owns (dotted, as written).
+    pending: tuple[str, ...] = ()
+
+
+# --- value parsers: each returns the parsed value or raises ValueError with the reason.
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    raise ValueError("expected true or false")
+
+
+def _str(v: Any) -> str:
+    if isinstance(v, str) and v:
+        return v
+    raise ValueError("expected a non-empty string")
+
+
+def _duration(v: Any) -> float:
+    if isinstance(v, str):
+        return parse_duration(v)
+    raise ValueError("expected a duration string such as 90s, 30m, 1h or 24h")
+
+
+def _port(v: Any) -> int:
+    if isinstance(v, bool):
+        raise ValueError("expected a port number")
+    if isinstance(v, int) or (isinstance(v, str) and v.isdigit()):
+        port = int(v)
+        if 0 <= port <= 65535:
+            return port
+    raise ValueError("expected a port number from 0 to 65535")
+
+
+def _level(v: Any) -> str:
+    levels = ("debug", "info", "warn", "warning", "error", "fatal", "panic")
+    if isinstance(v, str) and v.lower() in levels:
+        return v.lower()
+    raise ValueError(f"expected one of {', '.join(levels)}")
+
+
+def _mapping(v: Any) -> Mapping[str, Any]:
+    if isinstance(v, Mapping):
+        return dict(v)
+    raise ValueError("expected an object")
+
+
+def _cache_driver(v: Any) -> Mapping[str, Any]:
+    m = _mapping(v)
+    if "name" not in {k.lower() for k in m}:
+        raise ValueError("a cacheDriver needs a name (embedded, boltdb, redis or dynamodb)")
+    return m
+
+
+def _storage_driver(v: Any) -> Mapping[str, Any]:
+    m = _mapping(v)
+    names = {k.lower(): val for k, val in m.items()}
+    if names.get("name") not in ("s3", "local", "filesystem"):
+        raise ValueError("storageDriver.name must be s3 or local")
+    return m
+
+
+Schema = dict[str, tuple[str, Callable[[Any], Any]]]
+
+_STORAGE_KEYS: Schema = {
+    "rootdirectory": ("root_directory", _str),
+    "dedupe": ("dedupe", _bool),
+    "gc": ("gc", _bool),
+    "gcdelay": ("gc_delay", _duration),
+    "gcinterval": ("gc_interval", _duration),
+    "commit": ("commit", _bool),
+    "remotecache": ("remote_cache", _bool),
+    "cachedriver": ("cache_driver", _cache_driver),
+    "storagedriver": ("storage_driver", _storage_driver),
+}
+_HTTP_KEYS: Schema = {"address": ("address", _str), "port": ("port", _port)}
+_LOG_KEYS: Schema = {"level": ("level", _level), "output": ("output", _str)}
+_SCRUB_KEYS: Schema = {"enable": ("enable", _bool), "interval": ("interval", _duration)}
+
+# zot keys that ocistore deliberately does not offer: refused by name, never ignored.
+_UNSUPPORTED = {
+    "http.tls": "TLS: terminate it in a reverse proxy in front of ocistore",
+    "http.auth": "authentication: put an authenticating proxy in front of ocistore",
+    "http.accesscontrol": "access control: put an authenticating proxy in front of ocistore",
+    "http.realm": "authentication realm (ocistore has no built-in authentication)",
+    "http.ratelimit": "rate limiting",
+    "http.compat": "the compat setting",
+    "http.externalurl": "externalUrl",
+    "log.audit": "audit logs",
+    "storage.retention": "retention policies",
+}
+
+
+def _walk(raw: Any, schema: Schema, where: str, pending: list[str]) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected an object, got {raw!r}")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        lk = str(key).lower()
+        dotted = f"{where}.{key}" if where else str(key)
+        full = f"{where.lower()}.{lk}" if where else lk
+        if lk not in schema:
+            reason = _UNSUPPORTED.get(full)
+            if reason:
+                raise ConfigError(f"{dotted}: not supported by ocistore ({reason})")
+            raise ConfigError(
+                f"{dotted}: unknown key (known here: {', '.join(sorted(schema))})"
+            )
+        attr, parse = schema[lk]
+        try:
+            out[attr] = parse(value)
+        except ValueError as exc:
+            raise ConfigError(f"{dotted}: invalid value {value!r}: {exc}") from None
+        if full in NOT_IMPLEMENTED_YET:
+            pending.append(dotted)
+    return out
+
+
+def _storage(raw: Any, where: str, pending: list[str]) -> StorageConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected an object, got {raw!r}")
+    sub_raw = None
+    plain = {}
+    for k, v in raw.items():
+        if str(k).lower() == "subpaths":
+            if where != "storage":
+                raise ConfigError(f"{where}.{k}: subPaths cannot be nested")
+            sub_raw = v
+            pending.append(f"{where}.{k}")
+        else:
+            plain[k] = v
+    values = _walk(plain, _STORAGE_KEYS, where, pending)
+    if "root_directory" not in values:
+        raise ConfigError(f"{where}.rootDirectory: required")
+    subs: dict[str, StorageConfig] = {}
+    if sub_raw is not None:
+        if not isinstance(sub_raw, Mapping):
+            raise ConfigError(f"{where}.subPaths: expected an object keyed by route, got {sub_raw!r}")
+        for route, sub in sub_raw.items():
+            route_s = str(route)
+            if not route_s.startswith("/") or route_s.count("/") != 1 or len(route_s) < 2:
+                raise ConfigError(
+                    f"{where}.subPaths: invalid route {route_s!r}: use '/' and one name component, e.g. '/infra'"
+                )
+            subs[route_s] = _storage(sub, f"{where}.subPaths.{route_s}", pending)
+    return StorageConfig(**values, sub_paths=subs)
+
+
+def parse_config(raw: Any) -> Config:
+    """Build a Config from decoded JSON/YAML, raising ConfigError with the key and value."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("config: the file must hold an object")
+    pending: list[str] = []
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        lk = str(key).lower()
+        if lk == "distspecversion":
+            values["dist_spec_version"] = _str(value) if isinstance(value, str) else str(value)
+        elif lk == "storage":
+            values["storage"] = _storage(value, "storage", pending)
+        elif lk == "http":
+            values["http"] = HTTPConfig(**_walk(value, _HTTP_KEYS, "http", pending))
+        elif lk == "log":
+            values["log"] = LogConfig(**_walk(value, _LOG_KEYS, "log", pending))
+        elif lk == "extensions":
+            values["scrub"] = _extensions(value, pending)
+        else:
+            raise ConfigError(
+                f"{key}: unknown top-level key (known: distSpecVersion, storage, http, log, extensions)"
+            )
+    return Config(**values, pending=tuple(pending))
+
+
+def _extensions(raw: Any, pending: list[str]) -> ScrubConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"extensions: expected an object, got {raw!r}")
+    scrub = ScrubConfig()
+    for key, value in raw.items():
+        if str(key).lower() != "scrub":
+            raise ConfigError(f"extensions.{key}: not supported by ocistore (only scrub is)")
+        scrub = ScrubConfig(**_walk(value, _SCRUB_KEYS, f"extensions.{key}", []))
+        pending.append(f"extensions.{key}")
+    return scrub
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a JSON or YAML file; decoding problems are ConfigErrors naming the file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    is_yaml = p.suffix.lower() in (".yaml", ".yml")
+    try:
+        raw = yaml.safe_load(text) if is_yaml else json.loads(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{p}: not valid {'YAML' if is_yaml else 'JSON'}: {exc}") from None
+    return parse_config(raw)
+
+
+def warn_pending(config: Config) -> None:
+    for key in config.pending:
+        log.warning("config key %s is accepted but not implemented yet", key)

@@ -1,0 +1,169 @@
+"""A repository's `index.json`: cached reads and coalesced, atomic writes.
+
+Tags live in `index.json`, so every tag push is a read-modify-write of the whole
+file.  Done naively that is O(tags) per push and serialises pushes to one repository.
+Instead, concurrent updates of one repository queue up and one writer applies all
+pending ones in a single rewrite: under load, many tags cost one write.  Reads are
+served from a parsed copy checked against the file's identity (one stat), so another
+process's write is always seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ..errors import ErrorCode, RegistryError
+from ..layout import EMPTY_INDEX, LAYOUT_CONTENT, index_path, layout_path
+from ..locks import Locks
+from ..mediatypes import REF_NAME
+from ..names import is_valid_tag
+from ..storage import PathNotFound, StorageDriver
+
+T = TypeVar("T")
+Descriptor = dict[str, Any]
+Mutation = Callable[[list[Descriptor]], T]
+
+
+def tag_of(desc: Descriptor) -> str | None:
+    annotations = desc.get("annotations")
+    if isinstance(annotations, dict):
+        ref = annotations.get(REF_NAME)
+        if isinstance(ref, str):
+            return ref
+    return None
+
+
+@dataclass
+class ImageIndex:
+    """The parsed file, with lookups built once per version of it."""
+
+    doc: dict[str, Any]
+    manifests: list[Descriptor]
+    by_tag: dict[str, Descriptor] = field(default_factory=dict)
+    by_digest: dict[str, Descriptor] = field(default_factory=dict)
+    _sorted_tags: list[str] | None = None
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> ImageIndex:
+        manifests = doc.get("manifests")
+        if not isinstance(manifests, list):
+            manifests = []
+        idx = cls(doc, [d for d in manifests if isinstance(d, dict) and isinstance(d.get("digest"), str)])
+        for d in idx.manifests:
+            tag = tag_of(d)
+            if tag is not None:
+                idx.by_tag[tag] = d
+            idx.by_digest.setdefault(d["digest"], d)
+        return idx
+
+    def sorted_tags(self) -> list[str]:
+        if self._sorted_tags is None:
+            self._sorted_tags = sorted(t for t in self.by_tag if is_valid_tag(t))
+        return self._sorted_tags
+
+
+class IndexStore:
+    def __init__(self, driver: StorageDriver, locks: Locks) -> None:
+        self.driver = driver
+        self.locks = locks
+        self._cache: dict[str, tuple[str, float, int, ImageIndex]] = {}
+        self._pending: dict[str, list[tuple[Mutation[Any], asyncio.Future[Any]]]] = {}
+        self._writers: dict[str, asyncio.Task[None]] = {}
+
+    async def read(self, repo: str) -> ImageIndex | None:
+        """The current index of `repo`, or None when it is no repository."""
+        path = index_path(repo)
+        try:
+            info = await self.driver.stat(path)
+        except PathNotFound:
+            self._cache.pop(repo, None)
+            return None
+        cached = self._cache.get(repo)
+        if cached and cached[0] == info.ident and cached[1] == info.mtime and cached[2] == info.size:
+            return cached[3]
+        try:
+            data = await self.driver.get_content(path)
+        except PathNotFound:
+            return None
+        idx = _parse(data, repo)
+        if info.ident:
+            self._cache[repo] = (info.ident, info.mtime, info.size, idx)
+        return idx
+
+    async def require(self, repo: str) -> ImageIndex:
+        idx = await self.read(repo)
+        if idx is None:
+            raise RegistryError(ErrorCode.NAME_UNKNOWN, {"name": repo})
+        return idx
+
+    async def ensure(self, repo: str) -> None:
+        """Create the repository's layout unless it exists (through the writer, never racing it)."""
+        if await self.read(repo) is None:
+            await self.update(repo, lambda manifests: None)
+
+    async def update(self, repo: str, mutate: Mutation[T]) -> T:
+        """Apply `mutate` to the repository's manifest list; it may raise to refuse."""
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(repo, []).append((mutate, fut))
+        if repo not in self._writers:
+            self._writers[repo] = asyncio.create_task(self._drain(repo))
+        return await fut
+
+    async def _drain(self, repo: str) -> None:
+        try:
+            while batch := self._pending.pop(repo, None):
+                try:
+                    await self._apply(repo, batch)
+                except Exception as exc:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+        finally:
+            del self._writers[repo]
+
+    async def _apply(self, repo: str, batch: list[tuple[Mutation[Any], asyncio.Future[Any]]]) -> None:
+        async with self.locks.hold(f"index:{repo}"):
+            self._cache.pop(repo, None)
+            current = await self.read(repo)
+            created = current is None
+            doc = dict(current.doc) if current else dict(EMPTY_INDEX)
+            manifests = list(current.manifests) if current else []
+            before = list(manifests)
+            outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+            for mutate, fut in batch:
+                try:
+                    outcomes.append((fut, mutate(manifests), None))
+                except Exception as refused:
+                    outcomes.append((fut, None, refused))
+            if created:
+                await self.driver.put_content(layout_path(repo), LAYOUT_CONTENT)
+            # Mutations replace descriptors rather than edit them (they are shared with
+            # readers' cached copy), so this compares identities, not whole JSON trees.
+            if created or manifests != before:
+                doc["manifests"] = manifests
+                doc.setdefault("schemaVersion", 2)
+                await self.driver.put_content(index_path(repo), json.dumps(doc).encode())
+        for fut, value, error in outcomes:
+            if fut.done():
+                continue
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(value)
+
+
+def _parse(data: bytes, repo: str) -> ImageIndex:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise RegistryError(
+            ErrorCode.MANIFEST_INVALID, f"index.json of {repo} is not a JSON object",
+            message="repository index is corrupt",
+        )
+    return ImageIndex.from_doc(doc)

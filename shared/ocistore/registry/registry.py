@@ -1,0 +1,34 @@
+"""The registry: routes a repository name to the store that keeps it.
+
+With `subPaths`, a repository whose first name component matches a route lives in that
+store; everything else lives in the default store.
+"""
+
+from __future__ import annotations
+
+from ..config import Config, StorageConfig
+from ..locks import LocalLocks, Locks
+from ..storage.local import LocalDriver
+from .store import Store
+
+
+class Registry:
+    def __init__(self, stores: dict[str, Store]) -> None:
+        self.default = stores[""]
+        self.stores = stores
+
+    @classmethod
+    def from_config(cls, config: Config, locks: Locks | None = None) -> Registry:
+        locks = locks or LocalLocks()
+        return cls({"": _make_store(config.storage, locks, "")})
+
+    def store_for(self, repo: str) -> Store:
+        first = repo.split("/", 1)[0]
+        return self.stores.get(f"/{first}", self.default)
+
+    def routes_to(self, repo: str, store: Store) -> bool:
+        return self.store_for(repo) is store
+
+
+def _make_store(cfg: StorageConfig, locks: Locks, route: str) -> Store:
+    return Store(LocalDriver(cfg.root_directory, commit=cfg.commit), cfg, locks, route)

@@ -1,0 +1,61 @@
+"""One store: a driver plus its settings and the caches that spare it work.
+
+Every cache here is a shortcut, never the source of truth: a hasher is trusted only
+when its byte count matches the upload file, a parsed index only while the file's
+identity is unchanged, and manifest metadata is keyed by digest (immutable content).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from ..config import StorageConfig
+from ..digests import Hasher
+from ..locks import Locks
+from ..storage import StorageDriver
+from .index import IndexStore
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LRU(Generic[K, V]):
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._d: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        v = self._d.get(key)
+        if v is not None:
+            self._d.move_to_end(key)
+        return v
+
+    def put(self, key: K, value: V) -> None:
+        self._d[key] = value
+        self._d.move_to_end(key)
+        if len(self._d) > self.size:
+            self._d.popitem(last=False)
+
+    def pop(self, key: K) -> V | None:
+        return self._d.pop(key, None)
+
+
+@dataclass
+class UploadHash:
+    """A running hash of an upload's first `offset` bytes."""
+
+    hasher: Hasher
+    offset: int
+
+
+class Store:
+    def __init__(self, driver: StorageDriver, config: StorageConfig, locks: Locks, route: str = "") -> None:
+        self.driver = driver
+        self.config = config
+        self.locks = locks
+        self.route = route
+        self.index = IndexStore(driver, locks)
+        self.upload_hashes: LRU[str, UploadHash] = LRU(4096)
+        self.manifest_meta: LRU[str, object] = LRU(65536)

@@ -1,0 +1,5 @@
+"""Storage drivers: byte-level access to one store's root, nothing OCI-specific."""
+
+from .driver import FileInfo, FileWriter, PathNotFound, StorageDriver
+
+__all__ = ["FileInfo", "FileWriter", "PathNotFound", "StorageDriver"]

@@ -1,0 +1,93 @@
+"""The driver interface every storage backend implements.
+
+Modelled on CNCF Distribution's storagedriver: paths are `/`-separated keys relative to
+the store's root, the repository layout is kept outside the drivers, and a missing path
+is always the typed `PathNotFound`, so registry logic never inspects OS or S3 errors.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+
+class PathNotFound(FileNotFoundError):
+    """The path does not exist in the store."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    path: str
+    size: int
+    mtime: float
+    is_dir: bool = False
+    # Identity of the stored bytes (inode on disk): equal ids mean one physical copy.
+    ident: str = ""
+
+
+class FileWriter(ABC):
+    """Appends to one path; bytes become durable (per `commit`) only on `close`."""
+
+    size: int
+
+    @abstractmethod
+    async def write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Flush (and fsync under `commit`) and keep what was written."""
+
+    @abstractmethod
+    async def cancel(self) -> None:
+        """Drop the file altogether."""
+
+
+class StorageDriver(ABC):
+    name: str
+
+    @abstractmethod
+    async def get_content(self, path: str) -> bytes: ...
+
+    @abstractmethod
+    async def put_content(self, path: str, data: bytes) -> None:
+        """Replace `path` atomically: readers see the old bytes or the new, never a mix."""
+
+    @abstractmethod
+    def read_stream(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Stream `length` bytes (to the end when None) from `offset`."""
+
+    @abstractmethod
+    async def writer(self, path: str, append: bool = False) -> FileWriter: ...
+
+    @abstractmethod
+    async def stat(self, path: str) -> FileInfo: ...
+
+    @abstractmethod
+    async def list(self, path: str) -> list[str]:
+        """Names of the direct children of a directory (PathNotFound when absent)."""
+
+    @abstractmethod
+    async def move(self, src: str, dst: str) -> None:
+        """Rename `src` over `dst`, replacing it atomically."""
+
+    @abstractmethod
+    async def link(self, src: str, dst: str) -> None:
+        """Make `dst` hold the same bytes as `src` (a hard link on disk, a copy elsewhere)."""
+
+    @abstractmethod
+    async def delete(self, path: str) -> None:
+        """Remove a file or a whole directory tree (PathNotFound when absent)."""
+
+    @abstractmethod
+    def walk(self, path: str) -> AsyncIterator[FileInfo]:
+        """Every file below `path`, depth first; nothing when `path` is absent."""
+
+    async def exists(self, path: str) -> bool:
+        try:
+            await self.stat(path)
+        except PathNotFound:
+            return False
+        return True

@@ -1,0 +1,107 @@
+"""Real processes for the tests: an `ocistore serve` on a free loopback port.
+
+No in-process app and no fakes: the API suite talks HTTP to the same command a user runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+class OcistoreServer:
+    """`ocistore serve CONFIG` as a child process, with its log kept for failures."""
+
+    def __init__(self, workdir: Path, storage: dict[str, Any] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.workdir = workdir
+        self.root = workdir / "data"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config: dict[str, Any] = {
+            "distSpecVersion": "1.1.0",
+            "storage": {"rootDirectory": str(self.root), **(storage or {})},
+            "http": {"address": "127.0.0.1", "port": str(self.port)},
+            "log": {"level": "info"},
+            **(extra or {}),
+        }
+        self.config_path = workdir / "config.json"
+        self.config_path.write_text(json.dumps(config, indent=2))
+        self.log_path = workdir / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OcistoreServer:
+        logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(BIN / "ocistore"), "serve", str(self.config_path)],
+            stdout=logf, stderr=subprocess.STDOUT, cwd=self.workdir,
+        )
+        logf.close()
+        wait_http(f"{self.url}/v2/", self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def rss_kib(self) -> int:
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+
+def require_tool(name: str) -> str:
+    """A tool the tests need: its absence is a failure (make test installs it), never a skip."""
+    path = shutil.which(name) or (str(BIN / name) if (BIN / name).exists() else None)
+    if path is None:
+        raise RuntimeError(f"{name} is not installed; run `make test`, which installs it")
+    return path
+
+
+def env_without_proxy() -> dict[str, str]:
+    env = dict(os.environ)
+    for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        env.pop(k, None)
+    return env
