@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -25,7 +25,9 @@ from ..storage import PathNotFound, StorageDriver
 
 T = TypeVar("T")
 Descriptor = dict[str, Any]
-Mutation = Callable[[list[Descriptor]], T]
+# A mutation edits the descriptor list in place; an async one may also check or change
+# the store, since it runs under the repository's lock (GC, reference checks).
+Mutation = Callable[[list[Descriptor]], Awaitable[T]]
 
 
 def tag_of(desc: Descriptor) -> str | None:
@@ -46,6 +48,8 @@ class ImageIndex:
     by_tag: dict[str, Descriptor] = field(default_factory=dict)
     by_digest: dict[str, Descriptor] = field(default_factory=dict)
     _sorted_tags: list[str] | None = None
+    # id(descriptor) -> (descriptor, its JSON), so an unchanged descriptor is not re-encoded.
+    json_memo: dict[int, tuple[Descriptor, str]] = field(default_factory=dict)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> ImageIndex:
@@ -103,7 +107,7 @@ class IndexStore:
     async def ensure(self, repo: str) -> None:
         """Create the repository's layout unless it exists (through the writer, never racing it)."""
         if await self.read(repo) is None:
-            await self.update(repo, lambda manifests: None)
+            await self.update(repo, _unchanged)
 
     async def update(self, repo: str, mutate: Mutation[T]) -> T:
         """Apply `mutate` to the repository's manifest list; it may raise to refuse."""
@@ -115,6 +119,8 @@ class IndexStore:
 
     async def _drain(self, repo: str) -> None:
         try:
+            # One turn of the loop first, so updates arriving together share one write.
+            await asyncio.sleep(0)
             while batch := self._pending.pop(repo, None):
                 try:
                     await self._apply(repo, batch)
@@ -127,7 +133,6 @@ class IndexStore:
 
     async def _apply(self, repo: str, batch: list[tuple[Mutation[Any], asyncio.Future[Any]]]) -> None:
         async with self.locks.hold(f"index:{repo}"):
-            self._cache.pop(repo, None)
             current = await self.read(repo)
             created = current is None
             doc = dict(current.doc) if current else dict(EMPTY_INDEX)
@@ -136,7 +141,7 @@ class IndexStore:
             outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
             for mutate, fut in batch:
                 try:
-                    outcomes.append((fut, mutate(manifests), None))
+                    outcomes.append((fut, await mutate(manifests), None))
                 except Exception as refused:
                     outcomes.append((fut, None, refused))
             if created:
@@ -146,7 +151,12 @@ class IndexStore:
             if created or manifests != before:
                 doc["manifests"] = manifests
                 doc.setdefault("schemaVersion", 2)
-                await self.driver.put_content(index_path(repo), json.dumps(doc).encode())
+                written = ImageIndex.from_doc(doc)
+                data = _serialize(doc, written, current)
+                await self.driver.put_content(index_path(repo), data)
+                info = await self.driver.stat(index_path(repo))
+                if info.ident:
+                    self._cache[repo] = (info.ident, info.mtime, info.size, written)
         for fut, value, error in outcomes:
             if fut.done():
                 continue
@@ -154,6 +164,26 @@ class IndexStore:
                 fut.set_exception(error)
             else:
                 fut.set_result(value)
+
+
+async def _unchanged(manifests: list[Descriptor]) -> None:
+    """Creates the layout when absent, changes nothing else."""
+
+
+def _serialize(doc: dict[str, Any], written: ImageIndex, previous: ImageIndex | None) -> bytes:
+    """The file's bytes, reusing the JSON of descriptors the previous version already had.
+
+    Rewriting thousands of tags is then a join of cached strings, not a full dump.
+    """
+    memo = previous.json_memo if previous else {}
+    parts: list[str] = []
+    for d in written.manifests:
+        hit = memo.get(id(d))
+        text = hit[1] if hit is not None and hit[0] is d else json.dumps(d, separators=(",", ":"))
+        written.json_memo[id(d)] = (d, text)
+        parts.append(text)
+    head = json.dumps({k: v for k, v in doc.items() if k != "manifests"}, separators=(",", ":"))
+    return f'{head[:-1]},"manifests":[{",".join(parts)}]}}'.encode()
 
 
 def _parse(data: bytes, repo: str) -> ImageIndex:

@@ -159,14 +159,19 @@ async def put_manifest(store: Store, repo: str, reference: str, body: bytes, con
     digest = digest_of(body, ref.algorithm if isinstance(ref, Digest) else "sha256")
     if isinstance(ref, Digest) and digest != ref:
         raise RegistryError(ErrorCode.DIGEST_INVALID, {"digest": str(ref), "computed": str(digest)})
-    await store.index.ensure(repo)
-    await _check_references(store, repo, info)
-    path = blob_path(repo, digest)
-    if not await store.driver.exists(path):
-        await store.driver.put_content(path, body)
-    store.manifest_meta.put(str(digest), info)
     desc: Descriptor = {"mediaType": info.media_type, "digest": str(digest), "size": len(body)}
-    await store.index.update(repo, put_tags(desc, tags))
+    tagging = put_tags(desc, tags)
+
+    async def store_and_tag(manifests: list[Descriptor]) -> None:
+        # Under the repository's lock, so GC cannot remove a reference between check and write.
+        await _check_references(store, repo, info)
+        path = blob_path(repo, digest)
+        if not await store.driver.exists(path):
+            await store.driver.put_content(path, body)
+        store.manifest_meta.put(str(digest), info)
+        await tagging(manifests)
+
+    await store.index.update(repo, store_and_tag)
     return Manifest(digest, info.media_type, len(body)), info, tags
 
 

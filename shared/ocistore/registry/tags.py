@@ -8,7 +8,7 @@ the layout (and reachable by digest) until deleted or collected.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from ..errors import ErrorCode, RegistryError
 from ..mediatypes import REF_NAME
@@ -34,10 +34,10 @@ def untagged(desc: Descriptor) -> Descriptor:
     return out
 
 
-def put_tags(desc: Descriptor, tags: Sequence[str]) -> Callable[[list[Descriptor]], None]:
+def put_tags(desc: Descriptor, tags: Sequence[str]) -> Callable[[list[Descriptor]], Awaitable[None]]:
     """Point `tags` at `desc` (or record it untagged when `tags` is empty)."""
 
-    def mutate(manifests: list[Descriptor]) -> None:
+    async def mutate(manifests: list[Descriptor]) -> None:
         if not tags:
             if not any(d["digest"] == desc["digest"] for d in manifests):
                 manifests.append(desc)
@@ -55,8 +55,8 @@ def put_tags(desc: Descriptor, tags: Sequence[str]) -> Callable[[list[Descriptor
     return mutate
 
 
-def delete_tag(tag: str) -> Callable[[list[Descriptor]], None]:
-    def mutate(manifests: list[Descriptor]) -> None:
+def delete_tag(tag: str) -> Callable[[list[Descriptor]], Awaitable[None]]:
+    async def mutate(manifests: list[Descriptor]) -> None:
         removed = [d for d in manifests if tag_of(d) == tag]
         if not removed:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"tag": tag})
@@ -66,10 +66,10 @@ def delete_tag(tag: str) -> Callable[[list[Descriptor]], None]:
     return mutate
 
 
-def delete_digest(digest: str) -> Callable[[list[Descriptor]], bool]:
+def delete_digest(digest: str) -> Callable[[list[Descriptor]], Awaitable[bool]]:
     """Drop every descriptor of `digest`; True when there was one."""
 
-    def mutate(manifests: list[Descriptor]) -> bool:
+    async def mutate(manifests: list[Descriptor]) -> bool:
         kept = [d for d in manifests if d["digest"] != digest]
         found = len(kept) != len(manifests)
         manifests[:] = kept

@@ -75,7 +75,10 @@ class StorageDriver(ABC):
 
     @abstractmethod
     async def link(self, src: str, dst: str) -> None:
-        """Make `dst` hold the same bytes as `src` (a hard link on disk, a copy elsewhere)."""
+        """Make `dst` hold the same bytes as `src` (a hard link on disk, a copy elsewhere).
+
+        `dst` is then as fresh as a new file: its modification time is now.
+        """
 
     @abstractmethod
     async def delete(self, path: str) -> None:

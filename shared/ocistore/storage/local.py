@@ -172,6 +172,8 @@ class LocalDriver(StorageDriver):
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                 raise
             await asyncio.to_thread(shutil.copyfile, full_src, tmp)
+        # The new holder counts as fresh for GC's delay (all links share the inode's mtime).
+        os.utime(tmp)
         os.replace(tmp, full_dst)
         if self.commit:
             _fsync_dir(os.path.dirname(full_dst))
