@@ -16,7 +16,8 @@ _TOO_LARGE = RegistryError(ErrorCode.MANIFEST_TOO_LARGE, {"limit": manifests.MAX
 
 def _accepts(request: Request, media_type: str) -> bool:
     """Whether the client's `Accept` admits the stored type (no header admits anything)."""
-    accept = request.headers.get("accept")
+    # Go clients send each type as a header line of its own: all lines count.
+    accept = ",".join(request.headers.getlist("accept"))
     if not accept:
         return True
     offered = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
