@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from ocistore.storage import StorageDriver
 from ocistore.storage.local import LocalDriver
 
