@@ -75,10 +75,10 @@ def test_a_bad_key_or_value_is_named(raw: dict[str, Any], named: str) -> None:
 
 def test_keys_owned_by_later_work_are_accepted_and_reported(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
-    path.write_text(json.dumps({"storage": {"rootDirectory": "/r", "gcDelay": "2h"}}))
+    path.write_text(json.dumps({"storage": {"rootDirectory": "/r", "dedupe": False}}))
     result = verify(path)
     assert result.returncode == 0
-    assert "storage.gcDelay is accepted but not implemented yet" in result.stdout
+    assert "storage.dedupe is accepted but not implemented yet" in result.stdout
 
 
 @pytest.mark.parametrize(

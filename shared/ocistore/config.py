@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +21,16 @@ from .durations import parse_duration
 
 log = logging.getLogger("ocistore.config")
 
+REDIS_URL_ENV = "OCISTORE_REDIS_URL"
+
 # Keys that a later piece of work owns: accepted, and named in a warning until then.
 NOT_IMPLEMENTED_YET: frozenset[str] = frozenset(
     {
         "storage.dedupe",
-        "storage.gc",
-        "storage.gcdelay",
-        "storage.gcinterval",
         "storage.subpaths",
         "storage.storagedriver",
         "storage.cachedriver",
         "storage.remotecache",
-        "extensions.scrub",
     }
 )
 
@@ -79,8 +78,13 @@ class Config:
     http: HTTPConfig = field(default_factory=HTTPConfig)
     log: LogConfig = field(default_factory=LogConfig)
     scrub: ScrubConfig = field(default_factory=ScrubConfig)
+    # ocistore's own key: the Redis of the scaled topology (broker, event stream, locks).
+    redis_url: str | None = None
     # Keys present in the file that a later piece of work owns (dotted, as written).
     pending: tuple[str, ...] = ()
+
+    def with_port(self, port: int) -> Config:
+        return replace(self, http=replace(self.http, port=port))
 
 
 # --- value parsers: each returns the parsed value or raises ValueError with the reason.
@@ -245,11 +249,24 @@ def parse_config(raw: Any) -> Config:
             values["log"] = LogConfig(**_walk(value, _LOG_KEYS, "log", pending))
         elif lk == "extensions":
             values["scrub"] = _extensions(value, pending)
+        elif lk == "redis":
+            values["redis_url"] = _redis_url(value)
         else:
             raise ConfigError(
-                f"{key}: unknown top-level key (known: distSpecVersion, storage, http, log, extensions)"
+                f"{key}: unknown top-level key (known: distSpecVersion, storage, http, log, extensions, redis)"
             )
+    env_url = os.environ.get(REDIS_URL_ENV)
+    if env_url:
+        values["redis_url"] = _redis_url(env_url, REDIS_URL_ENV)
     return Config(**values, pending=tuple(pending))
+
+
+def _redis_url(value: Any, where: str = "redis") -> str:
+    if isinstance(value, Mapping) and set(value) == {"url"}:
+        value = value["url"]
+    if not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{where}: invalid value {value!r}: expected a URL such as redis://127.0.0.1:6379/0")
+    return value
 
 
 def _extensions(raw: Any, pending: list[str]) -> ScrubConfig:
@@ -260,7 +277,6 @@ def _extensions(raw: Any, pending: list[str]) -> ScrubConfig:
         if str(key).lower() != "scrub":
             raise ConfigError(f"extensions.{key}: not supported by ocistore (only scrub is)")
         scrub = ScrubConfig(**_walk(value, _SCRUB_KEYS, f"extensions.{key}", []))
-        pending.append(f"extensions.{key}")
     return scrub
 
 

@@ -1,26 +1,182 @@
-"""Named mutual exclusion: per repository around `index.json` and GC, per digest for dedupe.
+"""Named mutual exclusion and short claims, across coroutines, threads and processes.
 
-The in-process implementation serves the single-process mode; replicas on several hosts
-plug in a Redis implementation of the same interface.
+Locks guard a repository's `index.json` and GC (`index:<repo>`).  On one host they are
+`flock`s on files, which also serialise the API and the workers of the single-process
+mode (they run on different event loops).  With Redis, they are Redis locks, so replicas
+on several hosts never lose each other's tags.  When Redis cannot be reached the host's
+file lock is used instead: pushes keep working, with the outage logged.
+
+Claims (`try_claim`) collapse repeated work: the first claimant of a name wins for `ttl`
+seconds (a GC already scheduled for a repository, the periodic sweep of this interval).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol
+
+from .config import Config
+
+log = logging.getLogger("ocistore.locks")
 
 
 class Locks(Protocol):
     def hold(self, name: str) -> AbstractAsyncContextManager[None]: ...
 
+    async def try_claim(self, name: str, ttl: float) -> bool: ...
+
+    async def release_claim(self, name: str) -> None: ...
+
+
+def default_lock_dir(identity: str) -> str:
+    """One directory per store identity, shared by every process of this host."""
+    tag = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), "ocistore-locks", tag)
+
+
+class FileLocks:
+    """`flock` per name; claims are files whose expiry is their content."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        os.makedirs(directory, exist_ok=True)
+
+    def _path(self, name: str, suffix: str) -> str:
+        return os.path.join(self.directory, hashlib.sha256(name.encode()).hexdigest()[:40] + suffix)
+
+    @asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[None]:
+        fd = os.open(self._path(name, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                await asyncio.shield(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
+            yield
+        finally:
+            os.close(fd)
+
+    async def try_claim(self, name: str, ttl: float) -> bool:
+        path = self._path(name, ".claim")
+        async with self.hold(f"claim:{name}"):
+            try:
+                with open(path) as f:
+                    if float(f.read() or 0) > time.time():
+                        return False
+            except (FileNotFoundError, ValueError):
+                pass
+            with open(path, "w") as f:
+                f.write(str(time.time() + ttl))
+        return True
+
+    async def release_claim(self, name: str) -> None:
+        try:
+            os.unlink(self._path(name, ".claim"))
+        except FileNotFoundError:
+            pass
+
+
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+_RENEW = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+)
+
+
+class RedisLocks:
+    """Redis `SET NX PX` locks with a token, renewed while held, released only by their owner."""
+
+    def __init__(self, url: str, fallback: FileLocks, ttl: float = 30.0, prefix: str = "ocistore:") -> None:
+        import redis.asyncio
+
+        self._redis: Any = redis.asyncio.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self._fallback = fallback
+        self._ttl_ms = int(ttl * 1000)
+        self._prefix = prefix
+        self._warned = threading.Event()
+
+    def _down(self, exc: Exception) -> None:
+        if not self._warned.is_set():
+            log.warning("redis unreachable (%s): using this host's locks until it returns", exc)
+            self._warned.set()
+
+    @asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[None]:
+        import redis.exceptions
+
+        key, token = f"{self._prefix}lock:{name}", uuid.uuid4().hex
+        try:
+            await self._acquire(key, token)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            self._down(exc)
+            async with self._fallback.hold(name):
+                yield
+            return
+        self._warned.clear()
+        renewer = asyncio.create_task(self._renew(key, token))
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            try:
+                await self._redis.eval(_RELEASE, 1, key, token)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+                self._down(exc)
+
+    async def _acquire(self, key: str, token: str) -> None:
+        pause = 0.001
+        while not await self._redis.set(key, token, nx=True, px=self._ttl_ms):
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    async def _renew(self, key: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(self._ttl_ms / 3000)
+            try:
+                await self._redis.eval(_RENEW, 1, key, token, self._ttl_ms)
+            except Exception as exc:
+                log.warning("could not renew lock %s: %s", key, exc)
+
+    async def try_claim(self, name: str, ttl: float) -> bool:
+        import redis.exceptions
+
+        try:
+            return bool(await self._redis.set(f"{self._prefix}claim:{name}", "1", nx=True, px=int(ttl * 1000)))
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            self._down(exc)
+            return await self._fallback.try_claim(name, ttl)
+
+    async def release_claim(self, name: str) -> None:
+        import redis.exceptions
+
+        try:
+            await self._redis.delete(f"{self._prefix}claim:{name}")
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            self._down(exc)
+        await self._fallback.release_claim(name)
+
+
+def locks_for(config: Config) -> Locks:
+    """The locks every process opening `config` shares: Redis when configured, else this host's files."""
+    host = FileLocks(default_lock_dir(os.path.abspath(config.storage.root_directory)))
+    return RedisLocks(config.redis_url, host) if config.redis_url else host
+
 
 class LocalLocks:
-    """asyncio locks by name, dropped when nobody holds or waits for them."""
+    """asyncio locks by name: for tests and tools that own the store alone in one loop."""
 
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._claims: dict[str, float] = {}
 
     @asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[None]:
@@ -35,3 +191,13 @@ class LocalLocks:
                 del self._locks[name]
             else:
                 self._locks[name] = (lock, users - 1)
+
+    async def try_claim(self, name: str, ttl: float) -> bool:
+        now = time.monotonic()
+        if self._claims.get(name, 0.0) > now:
+            return False
+        self._claims[name] = now + ttl
+        return True
+
+    async def release_claim(self, name: str) -> None:
+        self._claims.pop(name, None)

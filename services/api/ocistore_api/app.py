@@ -7,11 +7,13 @@ path must be checked before anything is decoded.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
 from ocistore.errors import ErrorCode, RegistryError
+from ocistore.messaging import EventEmitter
 from ocistore.registry import Registry, Store
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -43,8 +45,9 @@ _TABLE: dict[tuple[str, str], Handler] = {
 _METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
 
 
-def create_app(registry: Registry) -> FastAPI:
+def create_app(registry: Registry, emitter: EventEmitter) -> FastAPI:
     app = FastAPI(title="ocistore", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.emitter = emitter
 
     async def dispatch(request: Request) -> Response:
         raw = request.scope.get("raw_path") or request.url.path.encode()
@@ -75,9 +78,22 @@ def create_app(registry: Registry) -> FastAPI:
         return json_response({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        checks = {store.route or "/": await _storage_ok(store) for store in registry.stores.values()}
-        ok = all(checks.values())
-        return json_response({"status": "ok" if ok else "failing", "storage": checks}, 200 if ok else 503)
+        storage = {store.route or "/": await _storage_ok(store) for store in registry.stores.values()}
+        body: dict[str, object] = {"storage": storage}
+        redis_ok = await asyncio.to_thread(emitter.redis_ok)
+        if redis_ok is not None:
+            body["redis"] = redis_ok
+        ok = all(storage.values()) and redis_ok is not False
+        return json_response({"status": "ok" if ok else "failing", **body}, 200 if ok else 503)
+
+    async def metrics(request: Request) -> Response:
+        text = (
+            "# TYPE ocistore_events_sent_total counter\n"
+            f"ocistore_events_sent_total {emitter.sent}\n"
+            "# TYPE ocistore_events_lost_total counter\n"
+            f"ocistore_events_lost_total {emitter.lost}\n"
+        )
+        return Response(text, media_type="text/plain; version=0.0.4")
 
     app.add_route("/v2/", base, methods=["GET", "HEAD"])
     app.add_route("/v2", base, methods=["GET", "HEAD"])
@@ -85,6 +101,7 @@ def create_app(registry: Registry) -> FastAPI:
     app.add_route("/v2/{rest:path}", dispatch, methods=_METHODS)
     app.add_route("/livez", livez, methods=["GET"])
     app.add_route("/readyz", readyz, methods=["GET"])
+    app.add_route("/metrics", metrics, methods=["GET"])
     return app
 
 

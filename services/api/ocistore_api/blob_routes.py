@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from ocistore.digests import Digest
+from ocistore.events import EventName
 from ocistore.registry import Store, blobs
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from .events import emit
 from .ranges import parse_range
 from .responses import API_VERSION, empty
 
@@ -33,5 +35,7 @@ async def get_blob(request: Request, store: Store, name: str, ref: str) -> Respo
 
 
 async def delete_blob(request: Request, store: Store, name: str, ref: str) -> Response:
-    await blobs.delete_blob(store, name, Digest.parse(ref))
+    digest = Digest.parse(ref)
+    await blobs.delete_blob(store, name, digest)
+    emit(request, EventName.BLOB_DELETED, store, name, digest=str(digest))
     return empty(202)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from ocistore.errors import ErrorCode, RegistryError
+from ocistore.events import EventName
 from ocistore.mediatypes import INDEXES
 from ocistore.registry import Store, manifests
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .body import read_limited
+from .events import emit
 from .responses import API_VERSION, empty
 
 _TOO_LARGE = RegistryError(ErrorCode.MANIFEST_TOO_LARGE, {"limit": manifests.MAX_MANIFEST_BYTES})
@@ -51,6 +53,8 @@ async def put_manifest(request: Request, store: Store, name: str, ref: str) -> R
     headers = {"Location": f"/v2/{name}/manifests/{m.digest}", "Docker-Content-Digest": str(m.digest)}
     if info.subject:
         headers["OCI-Subject"] = info.subject
+    emit(request, EventName.MANIFEST_PUT, store, name, digest=str(m.digest), mediaType=m.media_type,
+         size=m.size, tags=tags, subject=info.subject)
     response = empty(201, headers)
     for tag in tags:
         response.headers.append("OCI-Tag", tag)
@@ -59,4 +63,8 @@ async def put_manifest(request: Request, store: Store, name: str, ref: str) -> R
 
 async def delete_manifest(request: Request, store: Store, name: str, ref: str) -> Response:
     await manifests.delete_manifest(store, name, ref)
+    if ":" in ref:
+        emit(request, EventName.MANIFEST_DELETED, store, name, digest=ref)
+    else:
+        emit(request, EventName.TAG_DELETED, store, name, tag=ref)
     return empty(202)

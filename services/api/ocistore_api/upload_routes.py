@@ -6,11 +6,13 @@ import re
 
 from ocistore.digests import Digest
 from ocistore.errors import ErrorCode, RegistryError
+from ocistore.events import EventName
 from ocistore.registry import Store, blobs, uploads
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .body import chunks, content_length
+from .events import emit
 from .responses import empty
 
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
@@ -24,7 +26,8 @@ def _session_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
     }
 
 
-def _blob_created(name: str, digest: Digest) -> Response:
+def _blob_created(request: Request, store: Store, name: str, digest: Digest) -> Response:
+    emit(request, EventName.BLOB_COMMITTED, store, name, digest=str(digest))
     return empty(201, {"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": str(digest)})
 
 
@@ -42,11 +45,11 @@ async def start_upload(request: Request, store: Store, name: str, _: str) -> Res
     if mount is not None:
         digest = Digest.parse(mount)
         if await blobs.mount_blob(store, name, digest, params.get("from")):
-            return _blob_created(name, digest)
+            return _blob_created(request, store, name, digest)
     elif "digest" in params:
         digest = _digest_param(request)
         await uploads.monolithic(store, name, digest, chunks(request))
-        return _blob_created(name, digest)
+        return _blob_created(request, store, name, digest)
     elif content_length(request):
         raise RegistryError(ErrorCode.BLOB_UPLOAD_INVALID,
                             "a body on POST needs the digest query parameter")
@@ -78,7 +81,7 @@ async def finish_upload(request: Request, store: Store, name: str, upload_id: st
     body = chunks(request) if content_length(request) or "chunked" in request.headers.get(
         "transfer-encoding", "") else None
     await uploads.finish(store, name, upload_id, digest, body)
-    return _blob_created(name, digest)
+    return _blob_created(request, store, name, digest)
 
 
 async def cancel_upload(request: Request, store: Store, name: str, upload_id: str) -> Response:

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import asyncio
 import sys
 
 from ocistore.config import Config, ConfigError, load_config, warn_pending
 from ocistore.durations import format_duration
+from ocistore.gc import collect_repository
+from ocistore.logs import setup_logging
+from ocistore.registry import Registry
+from ocistore.registry.catalog import list_repositories
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
-           "error": logging.ERROR, "fatal": logging.CRITICAL, "panic": logging.CRITICAL}
-
-
-def _setup_logging(config: Config) -> None:
-    handler: logging.Handler = (
-        logging.FileHandler(config.log.output) if config.log.output else logging.StreamHandler(sys.stderr)
-    )
-    logging.basicConfig(level=_LEVELS[config.log.level], handlers=[handler],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+from .progress import Progress
 
 
 def _load(path: str | None) -> Config:
@@ -31,7 +26,7 @@ def _load(path: str | None) -> Config:
 
 def _cmd_serve(args: argparse.Namespace) -> None:
     config = _load(args.config)
-    _setup_logging(config)
+    setup_logging(config)
     warn_pending(config)
     from .standalone import serve
 
@@ -47,6 +42,34 @@ def _cmd_verify(args: argparse.Namespace) -> None:
     print(f"  listens on {config.http.address}:{config.http.port}")
     for key in config.pending:
         print(f"  note: {key} is accepted but not implemented yet")
+
+
+def _cmd_gc(args: argparse.Namespace) -> None:
+    config = _load(args.config)
+    registry = Registry.from_config(config)
+    asyncio.run(_gc(registry, args.repo, args.dry_run))
+
+
+async def _gc(registry: Registry, repo: str | None, dry_run: bool) -> None:
+    verb = "would remove" if dry_run else "removed"
+    freed = 0
+    for store in registry.stores.values():
+        if not store.config.gc:
+            print(f"store {store.route or '/'}: gc is off")
+            continue
+        repos = [repo] if repo else sorted([r async for r in list_repositories(store)])
+        progress = Progress("gc", total=len(repos), unit=" repos")
+        for name in repos:
+            if await store.index.read(name) is None:
+                raise SystemExit(f"ocistore gc: no repository {name!r}")
+            report = await collect_repository(store, name, dry_run=dry_run)
+            progress.step()
+            freed += report.bytes_freed
+            for kind, items in (("manifest", report.manifests), ("blob", report.blobs), ("upload", report.uploads)):
+                for item in items:
+                    progress.print(f"{report.repo}: {verb} {kind} {item}")
+        progress.done()
+    print(f"{verb} {freed} bytes ({freed / 1e6:.1f} MB)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Check a config file: every key known and every value valid.")
     verify.add_argument("config", help="zot-format config file (.json, .yaml or .yml)")
     verify.set_defaults(func=_cmd_verify)
+    gc = sub.add_parser(
+        "gc", help="collect garbage now, in the foreground",
+        description="Remove what no tag reaches (untagged manifests, unreferenced blobs, stale uploads) once "
+                    "older than gcDelay, exactly as the gc-worker does. Safe while the registry serves.",
+    )
+    gc.add_argument("config", nargs="?", help="zot-format config file (default: ./data, gcDelay 1h)")
+    gc.add_argument("--dry-run", action="store_true", help="only print what would be removed")
+    gc.add_argument("--repo", help="only this repository")
+    gc.set_defaults(func=_cmd_gc)
     return parser
 
 

@@ -1,16 +1,20 @@
-"""The single-process mode: the whole registry in one process with embedded defaults.
+"""The single-process mode: the API and both workers' actors in one process.
 
-This is the one module that wires services together; the services never import each
-other.
+This is the one module that wires several services together; the services never
+import each other.  Without Redis the broker is in memory and a worker thread pool in
+this process runs the jobs, with the same delays and intervals as the scaled topology.
 """
 
 from __future__ import annotations
 
 import logging
 
-import uvicorn
 from ocistore.config import Config
+from ocistore.events import Queue
+from ocistore.messaging import EventEmitter, setup_broker
 from ocistore.registry import Registry
+from ocistore.workers import start_worker
+from ocistore_api import server
 from ocistore_api.app import create_app
 
 log = logging.getLogger("ocistore")
@@ -19,17 +23,22 @@ log = logging.getLogger("ocistore")
 def serve(config: Config) -> None:
     if config.storage.storage_driver is not None:
         raise SystemExit("storage.storageDriver is not implemented yet: refusing to serve from local disk instead")
+    broker = setup_broker(config.redis_url)
+    # Actors bind to the broker that is global when they are imported.
+    import ocistore_gc_worker.actors as gc_actors
+
+    gc_actors.configure(config, broker)
+    worker = start_worker(broker, [q.value for q in Queue], threads=2)
+    tickers = [t for t in (gc_actors.sweep_ticker(config, broker),) if t is not None]
+    for t in tickers:
+        t.start()
+    emitter = EventEmitter(broker, config.redis_url)
     registry = Registry.from_config(config)
-    app = create_app(registry)
     log.info("storing repositories in %s", registry.default.config.root_directory)
-    log.info("listening on http://%s:%d", config.http.address, config.http.port)
-    uvicorn.run(
-        app,
-        host=config.http.address,
-        port=config.http.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-    )
+    try:
+        server.run(create_app(registry, emitter), config)
+    finally:
+        for t in tickers:
+            t.stop()
+        emitter.close()
+        worker.stop(timeout=10_000)

@@ -1,0 +1,1 @@
+"""The gc-worker: delayed and periodic garbage collection (queue `gc`)."""

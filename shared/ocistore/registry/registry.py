@@ -7,7 +7,7 @@ store; everything else lives in the default store.
 from __future__ import annotations
 
 from ..config import Config, StorageConfig
-from ..locks import LocalLocks, Locks
+from ..locks import Locks, locks_for
 from ..storage.local import LocalDriver
 from .store import Store
 
@@ -18,9 +18,9 @@ class Registry:
         self.stores = stores
 
     @classmethod
-    def from_config(cls, config: Config, locks: Locks | None = None) -> Registry:
-        locks = locks or LocalLocks()
-        return cls({"": _make_store(config.storage, locks, "")})
+    def from_config(cls, config: Config) -> Registry:
+        """Stores as configured, with locks shared by every process that opens the same config."""
+        return cls({"": _make_store(config.storage, locks_for(config), "")})
 
     def store_for(self, repo: str) -> Store:
         first = repo.split("/", 1)[0]

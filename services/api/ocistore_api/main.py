@@ -1,0 +1,37 @@
+"""`ocistore-api CONFIG`: one stateless API replica of the scaled topology."""
+
+from __future__ import annotations
+
+import argparse
+
+from ocistore.config import load_config
+from ocistore.logs import setup_logging
+from ocistore.messaging import EventEmitter, setup_broker
+from ocistore.registry import Registry
+
+from . import server
+from .app import create_app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="ocistore-api",
+        description="Serve the Distribution API as one replica of the scaled topology: events go to the "
+                    "workers through Redis. For a single process with everything inside, use `ocistore serve`.",
+    )
+    parser.add_argument("config", help="zot-format config file; needs a redis URL (or OCISTORE_REDIS_URL)")
+    parser.add_argument("--port", type=int, help="listen on this port instead of the config's")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    if not config.redis_url:
+        raise SystemExit("ocistore-api: the config has no redis URL; use `ocistore serve` for one process")
+    if args.port is not None:
+        config = config.with_port(args.port)
+    setup_logging(config)
+    broker = setup_broker(config.redis_url)
+    emitter = EventEmitter(broker, config.redis_url)
+    registry = Registry.from_config(config)
+    try:
+        server.run(create_app(registry, emitter), config)
+    finally:
+        emitter.close()

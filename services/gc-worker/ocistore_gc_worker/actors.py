@@ -1,0 +1,89 @@
+"""GC actors.  Import only after `ocistore.messaging.setup_broker`: actors bind to the
+broker that is global at import time.
+
+The algorithm is `ocistore.gc`; these actors only decide when it runs: a deletion
+schedules one GC of its repository `gcDelay` later (repeated deletions collapse into
+that one), and `gc_sweep` collects every repository of every store.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dramatiq
+from ocistore.config import Config
+from ocistore.events import GC_REPOSITORY, GC_SWEEP
+from ocistore.gc import GCReport, collect_repository, collect_store
+from ocistore.locks import locks_for
+from ocistore.messaging import enqueue
+from ocistore.registry import Registry, Store
+from ocistore.workers import Ticker
+
+log = logging.getLogger("ocistore.gc")
+
+_DAY_MS = 24 * 3600 * 1000
+
+
+class _Context:
+    registry: Registry | None = None
+    broker: dramatiq.Broker | None = None
+
+
+_ctx = _Context()
+
+
+def configure(config: Config, broker: dramatiq.Broker) -> None:
+    _ctx.registry = Registry.from_config(config)
+    _ctx.broker = broker
+
+
+def _store(route: str) -> Store | None:
+    assert _ctx.registry is not None, "configure() first"
+    store = _ctx.registry.stores.get(route)
+    return store if store is not None and store.config.gc else None
+
+
+def _log(report: GCReport) -> None:
+    if report.removed:
+        log.info("gc %s: removed %d manifests, %d blobs, %d uploads, %d bytes freed", report.repo,
+                 len(report.manifests), len(report.blobs), len(report.uploads), report.bytes_freed)
+
+
+@dramatiq.actor(actor_name="gc_on_event", queue_name="gc", max_retries=5)
+async def gc_on_event(event: dict[str, Any]) -> None:
+    """A deletion: schedule a GC of its repository after `gcDelay`, unless one is pending."""
+    store = _store(event["store"])
+    if store is None or _ctx.broker is None:
+        return
+    repo = event["repo"]
+    if await store.locks.try_claim(f"gc:{store.route}:{repo}", store.config.gc_delay + 60):
+        enqueue(_ctx.broker, GC_REPOSITORY, store.route, repo, delay_seconds=store.config.gc_delay)
+
+
+@dramatiq.actor(actor_name="gc_repository", queue_name="gc", max_retries=5, time_limit=_DAY_MS)
+async def gc_repository(route: str, repo: str) -> None:
+    store = _store(route)
+    if store is None:
+        return
+    # Released first: a deletion from now on schedules a GC of its own.
+    await store.locks.release_claim(f"gc:{store.route}:{repo}")
+    if await store.index.read(repo) is not None:
+        _log(await collect_repository(store, repo))
+
+
+@dramatiq.actor(actor_name="gc_sweep", queue_name="gc", max_retries=3, time_limit=_DAY_MS)
+async def gc_sweep() -> None:
+    assert _ctx.registry is not None, "configure() first"
+    for route in _ctx.registry.stores:
+        store = _store(route)
+        if store is not None:
+            async for report in collect_store(store):
+                _log(report)
+
+
+def sweep_ticker(config: Config, broker: dramatiq.Broker) -> Ticker | None:
+    """Every `gcInterval`, one `gc_sweep` across all gc-workers (none when gc is off)."""
+    if not config.storage.gc or not config.storage.gc_interval:
+        return None
+    return Ticker(broker, GC_SWEEP, config.storage.gc_interval, lambda: locks_for(config), "gc:sweep")

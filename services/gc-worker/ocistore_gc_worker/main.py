@@ -1,0 +1,28 @@
+"""`ocistore-gc-worker CONFIG`: a process of the gc pool of the scaled topology."""
+
+from __future__ import annotations
+
+import argparse
+
+from ocistore.config import load_config
+from ocistore.events import Queue
+from ocistore.logs import setup_logging
+from ocistore.messaging import setup_broker
+from ocistore.workers import run_until_signalled, start_worker
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="ocistore-gc-worker",
+                                     description="Run garbage collection jobs from the gc queue.")
+    parser.add_argument("config", help="zot-format config file with a redis URL")
+    parser.add_argument("--threads", type=int, default=2, help="concurrent jobs (default 2)")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    setup_logging(config)
+    broker = setup_broker(config.redis_url)
+    from . import actors
+
+    actors.configure(config, broker)
+    worker = start_worker(broker, [Queue.GC.value], args.threads)
+    ticker = actors.sweep_ticker(config, broker)
+    run_until_signalled(worker, [ticker] if ticker else [])

@@ -1,0 +1,164 @@
+"""Garbage collection of one repository, as zot does it.
+
+Collected, once older than the store's `gcDelay` (younger things may belong to a push in
+flight): manifests that are neither tagged, nor a child of a kept index, nor a referrer
+of a kept manifest (so referrers whose subject is gone go too); blobs that no kept
+manifest references; upload sessions idle for longer than the delay.
+
+The whole pass is one mutation of the repository's `index.json`, so it runs under the
+repository's lock and a manifest PUT (whose reference check runs under the same lock)
+can never lose a blob it was just told exists.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from .digests import Digest
+from .errors import RegistryError
+from .layout import BLOBS_DIR, UPLOAD_ID_RE, uploads_dir
+from .registry.catalog import list_repositories
+from .registry.index import Descriptor, tag_of
+from .registry.manifests import ManifestInfo, manifest_info
+from .registry.store import Store
+from .storage import FileInfo, PathNotFound
+
+
+@dataclass
+class GCReport:
+    repo: str
+    manifests: list[str] = field(default_factory=list)
+    blobs: list[str] = field(default_factory=list)
+    uploads: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+    dry_run: bool = False
+
+    @property
+    def removed(self) -> int:
+        return len(self.manifests) + len(self.blobs) + len(self.uploads)
+
+
+def _digest_of_path(path: str) -> str | None:
+    parts = path.rsplit("/", 2)
+    if len(parts) != 3:
+        return None
+    text = f"{parts[1]}:{parts[2]}"
+    try:
+        return str(Digest.parse(text))
+    except RegistryError:
+        return None
+
+
+async def _infos(store: Store, repo: str, digests: set[str]) -> dict[str, ManifestInfo]:
+    out: dict[str, ManifestInfo] = {}
+    for d in digests:
+        info = await _load(store, repo, d)
+        if info is not None:
+            out[d] = info
+    return out
+
+
+async def _load(store: Store, repo: str, digest: str) -> ManifestInfo | None:
+    try:
+        return await manifest_info(store, repo, Digest.parse(digest))
+    except RegistryError:
+        return None
+
+
+async def _closure(store: Store, repo: str, roots: set[str], known: dict[str, ManifestInfo]) -> set[str]:
+    """`roots` plus every manifest they reach through index children and referrers."""
+    referrers: dict[str, list[str]] = {}
+    for digest, meta in known.items():
+        if meta.subject:
+            referrers.setdefault(meta.subject, []).append(digest)
+    kept = set(roots)
+    frontier = list(roots)
+    while frontier:
+        d = frontier.pop()
+        info = known.get(d) or await _load(store, repo, d)
+        if info is None:
+            continue
+        known[d] = info
+        for reached in (*(c["digest"] for c in info.children), *referrers.get(d, ())):
+            if reached not in kept:
+                kept.add(reached)
+                frontier.append(reached)
+    return kept
+
+
+async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
+                             now: float | None = None) -> GCReport:
+    report = GCReport(repo, dry_run=dry_run)
+    cutoff = (now if now is not None else time.time()) - store.config.gc_delay
+
+    async def sweep(manifests: list[Descriptor]) -> None:
+        files = {}
+        async for f in store.driver.walk(f"{repo}/{BLOBS_DIR}"):
+            digest = _digest_of_path(f.path)
+            if digest is not None:
+                files[digest] = f
+        listed = {d["digest"] for d in manifests}
+        known = await _infos(store, repo, listed & files.keys())
+        tagged = {d["digest"] for d in manifests if tag_of(d) is not None}
+        young = {d for d in listed if d in files and files[d].mtime > cutoff}
+        kept = await _closure(store, repo, tagged | young, known)
+        referenced = set(kept)
+        for d in kept:
+            info = known.get(d)
+            if info is not None:
+                referenced.update(x["digest"] for x in (*info.blobs, *info.children))
+                if info.config:
+                    referenced.add(info.config["digest"])
+        doomed_manifests = listed - kept
+        report.manifests = sorted(doomed_manifests)
+        doomed_files: list[FileInfo] = [
+            f for d, f in files.items()
+            if d not in referenced and (d in doomed_manifests or f.mtime <= cutoff)
+        ]
+        report.blobs = sorted(_digest_of_path(f.path) or f.path for f in doomed_files
+                              if _digest_of_path(f.path) not in doomed_manifests)
+        report.bytes_freed = sum(f.size for f in doomed_files)
+        async for session in _stale_uploads(store, repo, cutoff):
+            report.uploads.append(session.path.rsplit("/", 1)[-1])
+            report.bytes_freed += session.size
+            if not dry_run:
+                await _delete_quietly(store, session.path)
+        if dry_run:
+            return
+        manifests[:] = [d for d in manifests if d["digest"] not in doomed_manifests]
+        for f in doomed_files:
+            await _delete_quietly(store, f.path)
+
+    await store.index.update(repo, sweep)
+    return report
+
+
+async def _stale_uploads(store: Store, repo: str, cutoff: float) -> AsyncIterator[FileInfo]:
+    try:
+        names = await store.driver.list(uploads_dir(repo))
+    except PathNotFound:
+        return
+    for name in names:
+        path = f"{uploads_dir(repo)}/{name}"
+        try:
+            info = await store.driver.stat(path)
+        except PathNotFound:
+            continue
+        # Stray temp files of an interrupted monolithic upload are sessions too.
+        if info.mtime <= cutoff and (UPLOAD_ID_RE.match(name) or not info.is_dir):
+            yield info
+
+
+async def _delete_quietly(store: Store, path: str) -> None:
+    try:
+        await store.driver.delete(path)
+    except PathNotFound:
+        pass
+
+
+async def collect_store(store: Store) -> AsyncIterator[GCReport]:
+    """GC every repository of the store, yielding each report as it is done."""
+    for name in sorted([r async for r in list_repositories(store)]):
+        yield await collect_repository(store, name)

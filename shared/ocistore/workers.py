@@ -1,0 +1,72 @@
+"""Running Dramatiq actors: the worker pool and the periodic tickers.
+
+Used by the worker services and by the single-process mode, so both schedule and run
+work the same way.  A ticker enqueues a job every interval; across many worker
+processes only the one that wins the interval's claim enqueues it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+
+import dramatiq
+
+from .events import ActorRef
+from .locks import Locks
+from .messaging import enqueue
+
+log = logging.getLogger("ocistore.workers")
+
+
+class Ticker(threading.Thread):
+    """Every `interval` seconds, enqueue `actor` unless another process already did."""
+
+    def __init__(self, broker: dramatiq.Broker, actor: ActorRef, interval: float,
+                 make_locks: Callable[[], Locks], claim: str) -> None:
+        super().__init__(name=f"ticker-{actor.name}", daemon=True)
+        self.broker = broker
+        self.actor = actor
+        self.interval = interval
+        self.make_locks = make_locks
+        self.claim = claim
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        asyncio.run(self._loop())
+
+    async def _loop(self) -> None:
+        locks = self.make_locks()  # bound to this thread's loop
+        while not self._stop.is_set():
+            try:
+                # A little less than the interval, so the next tick of any process can claim.
+                if await locks.try_claim(self.claim, self.interval * 0.9):
+                    enqueue(self.broker, self.actor)
+            except Exception as exc:
+                log.warning("could not schedule %s: %s", self.actor.name, exc)
+            await asyncio.to_thread(self._stop.wait, self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def start_worker(broker: dramatiq.Broker, queues: Iterable[str], threads: int) -> dramatiq.Worker:
+    worker = dramatiq.Worker(broker, queues=set(queues), worker_threads=threads)
+    worker.start()
+    return worker
+
+
+def run_until_signalled(worker: dramatiq.Worker, tickers: list[Ticker]) -> None:
+    """Block until SIGTERM or SIGINT, then stop cleanly (an unfinished job is redelivered)."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    for t in tickers:
+        t.start()
+    stop.wait()
+    for t in tickers:
+        t.stop()
+    worker.stop(timeout=10_000)
