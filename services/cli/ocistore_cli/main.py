@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 from ocistore.config import Config, ConfigError, load_config, warn_pending
 from ocistore.durations import format_duration
@@ -72,6 +73,14 @@ async def _gc(registry: Registry, repo: str | None, dry_run: bool) -> None:
     print(f"{verb} {freed} bytes ({freed / 1e6:.1f} MB)")
 
 
+def _cmd_topology(args: argparse.Namespace) -> None:
+    config = _load(args.config)
+    setup_logging(config)
+    from .topology import run
+
+    run(Path(args.config), config, args.replicas, Path(args.state) if args.state else None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ocistore",
@@ -99,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--dry-run", action="store_true", help="only print what would be removed")
     gc.add_argument("--repo", help="only this repository")
     gc.set_defaults(func=_cmd_gc)
+    topo = sub.add_parser(
+        "topology", help="run the scaled topology as local processes (no containers)",
+        description="Start redis-server (unless the config names a redis URL), N ocistore-api replicas, "
+                    "a round-robin load balancer on the config's http address and port, a gc-worker and a "
+                    "scrub-worker; stop them all on Ctrl-C.",
+    )
+    topo.add_argument("config", help="zot-format config file")
+    topo.add_argument("--replicas", type=int, default=2, help="API replicas (default 2)")
+    topo.add_argument("--state", help="write the replicas' URLs and pids as JSON to this file")
+    topo.set_defaults(func=_cmd_topology)
     return parser
 
 

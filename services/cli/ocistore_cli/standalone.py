@@ -26,10 +26,13 @@ def serve(config: Config) -> None:
     broker = setup_broker(config.redis_url)
     # Actors bind to the broker that is global when they are imported.
     import ocistore_gc_worker.actors as gc_actors
+    import ocistore_scrub_worker.actors as scrub_actors
 
     gc_actors.configure(config, broker)
+    scrub_actors.configure(config)
     worker = start_worker(broker, [q.value for q in Queue], threads=2)
-    tickers = [t for t in (gc_actors.sweep_ticker(config, broker),) if t is not None]
+    candidates = (gc_actors.sweep_ticker(config, broker), scrub_actors.pass_ticker(config, broker))
+    tickers = [t for t in candidates if t is not None]
     for t in tickers:
         t.start()
     emitter = EventEmitter(broker, config.redis_url)

@@ -1,0 +1,1 @@
+"""The scrub-worker: continuous integrity checking of every store (queue `scrub`)."""

@@ -1,0 +1,29 @@
+"""`ocistore-scrub-worker CONFIG`: a process of the scrub pool of the scaled topology."""
+
+from __future__ import annotations
+
+import argparse
+
+from ocistore.config import load_config
+from ocistore.events import Queue
+from ocistore.logs import setup_logging
+from ocistore.messaging import setup_broker
+from ocistore.workers import run_until_signalled, start_worker
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="ocistore-scrub-worker",
+                                     description="Run scrub passes from the scrub queue.")
+    parser.add_argument("config", help="zot-format config file with a redis URL")
+    parser.add_argument("--rate", type=float, default=200.0,
+                        help="at most this many MB/s hashed, so scrub never starves the API (0: no limit)")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    setup_logging(config)
+    broker = setup_broker(config.redis_url)
+    from . import actors
+
+    actors.configure(config, args.rate)
+    worker = start_worker(broker, [Queue.SCRUB.value], threads=1)
+    ticker = actors.pass_ticker(config, broker)
+    run_until_signalled(worker, [ticker] if ticker else [])
