@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ocistore.config import ConfigError, load_config, parse_config
 from ocistore.durations import parse_duration
-
 from tests.servers import BIN
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.*"))

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from ocistore.storage import StorageDriver
 from ocistore.storage.local import LocalDriver
 

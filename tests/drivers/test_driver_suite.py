@@ -10,8 +10,8 @@ import os
 from collections.abc import Awaitable, Callable
 
 import pytest
-from ocistore.storage import PathNotFound, StorageDriver
 
+from ocistore.storage import PathNotFound, StorageDriver
 from tests.drivers.conftest import DriverFactory
 
 Body = Callable[[StorageDriver], Awaitable[None]]

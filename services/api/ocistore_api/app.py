@@ -12,11 +12,12 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
 from ocistore.errors import ErrorCode, RegistryError
 from ocistore.messaging import EventEmitter
 from ocistore.registry import Registry, Store
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
 
 from . import blob_routes, discovery_routes, manifest_routes, upload_routes
 from .paths import parse_path

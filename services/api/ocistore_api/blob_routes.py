@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
 from ocistore.digests import Digest
 from ocistore.events import EventName
 from ocistore.registry import Store, blobs
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
 
 from .events import emit
 from .ranges import parse_range

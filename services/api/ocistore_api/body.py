@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from ocistore.errors import ErrorCode, RegistryError
 from starlette.requests import Request
+
+from ocistore.errors import ErrorCode, RegistryError
 
 
 async def chunks(request: Request) -> AsyncIterator[bytes]:

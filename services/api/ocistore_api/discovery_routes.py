@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from starlette.requests import Request
+from starlette.responses import Response
+
 from ocistore.digests import Digest
 from ocistore.errors import ErrorCode, RegistryError
 from ocistore.mediatypes import OCI_INDEX
 from ocistore.registry import Registry, Store, catalog, referrers, tags
-from starlette.requests import Request
-from starlette.responses import Response
 
 from .responses import json_response
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.requests import Request
+
 from ocistore.events import EventName, make_event
 from ocistore.messaging import EventEmitter
 from ocistore.registry import Store
-from starlette.requests import Request
 
 
 def emit(request: Request, name: EventName, store: Store, repo: str, **fields: Any) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from starlette.requests import Request
+from starlette.responses import Response
+
 from ocistore.errors import ErrorCode, RegistryError
 from ocistore.events import EventName
 from ocistore.mediatypes import INDEXES
 from ocistore.registry import Store, manifests
-from starlette.requests import Request
-from starlette.responses import Response
 
 from .body import read_limited
 from .events import emit

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ocistore.errors import RegistryError
 from starlette.responses import Response
+
+from ocistore.errors import RegistryError
 
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 

@@ -6,6 +6,7 @@ import logging
 
 import uvicorn
 from fastapi import FastAPI
+
 from ocistore.config import Config
 
 log = logging.getLogger("ocistore")

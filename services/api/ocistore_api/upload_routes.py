@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 
+from starlette.requests import Request
+from starlette.responses import Response
+
 from ocistore.digests import Digest
 from ocistore.errors import ErrorCode, RegistryError
 from ocistore.events import EventName
 from ocistore.registry import Store, blobs, uploads
-from starlette.requests import Request
-from starlette.responses import Response
 
 from .body import chunks, content_length
 from .events import emit

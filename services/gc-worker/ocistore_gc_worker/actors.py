@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import dramatiq
+
 from ocistore.config import Config
 from ocistore.events import GC_REPOSITORY, GC_SWEEP
 from ocistore.gc import GCReport, collect_repository, collect_store

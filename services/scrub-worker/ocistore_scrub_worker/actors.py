@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 import dramatiq
+
 from ocistore.config import Config
 from ocistore.events import SCRUB_PASS
 from ocistore.locks import locks_for

@@ -1,0 +1,474 @@
+"""Scrub: re-read what a store holds and report whatever no longer matches its name.
+
+The push path hashes a blob once, on arrival, so bit rot, a truncated copy or a file
+deleted behind the registry's back stay invisible until a client pulls them.  A scrub pass
+re-hashes every blob file of a repository against the digest it is named by, and checks
+that every manifest listed in `index.json` (and every child of a listed index) still finds
+each blob it references, at the size its descriptor promises.
+
+Findings go into one JSON report written through the store's driver at `REPORT_PATH`,
+outside every layout (a name starting with `.` is never a repository), so the CLI, the API
+and the worker read the same report whatever the backend.  The report is saved after each
+repository, and a full pass that was killed is resumed, not restarted, by the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from .digests import Digest, new_hasher
+from .errors import RegistryError
+from .layout import BLOBS_DIR, INDEX_FILE, blob_path
+from .registry.catalog import list_repositories
+from .registry.index import Descriptor
+from .registry.manifests import MAX_MANIFEST_BYTES, ManifestInfo, parse_manifest
+from .registry.store import Store
+from .storage import PathNotFound
+
+log = logging.getLogger("ocistore.scrub")
+
+REPORT_PATH = ".ocistore/scrub-report.json"
+REPORT_VERSION = 1
+# Hashing a chunk larger than this in a thread keeps the event loop serving the API.
+THREAD_HASH = 256 << 10
+
+Progress = Callable[[int], None]
+FindingKey = tuple[str, str, str]
+
+
+class Problem(StrEnum):
+    DIGEST_MISMATCH = "digest_mismatch"  # the bytes hash to something other than the file's name
+    MISSING_BLOB = "missing_blob"  # a listed manifest, a child or a referenced blob is absent
+    SIZE_MISMATCH = "size_mismatch"  # the file's size differs from its descriptor's
+    UNREADABLE_BLOB = "unreadable_blob"  # the driver failed reading the file (an I/O error)
+    UNREADABLE_MANIFEST = "unreadable_manifest"  # a listed manifest does not parse
+    CORRUPT_INDEX = "corrupt_index"  # index.json is missing, not JSON, or lists a bad descriptor
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem of one repository; `digest` is empty when it is index.json itself."""
+
+    repo: str
+    digest: str
+    problem: str
+    detail: str
+    first_seen: float
+    last_checked: float
+
+    @property
+    def key(self) -> FindingKey:
+        """What makes a finding "the same" from one pass to the next."""
+        return (self.repo, self.digest, self.problem)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Finding:
+        return cls(str(doc["repo"]), str(doc["digest"]), str(doc["problem"]), str(doc["detail"]),
+                   float(doc["first_seen"]), float(doc["last_checked"]))
+
+
+@dataclass
+class ScrubReport:
+    """Current findings and running totals, as persisted between passes and processes."""
+
+    findings: dict[FindingKey, Finding] = field(default_factory=dict)
+    passes: int = 0
+    blobs_checked: int = 0
+    bytes_hashed: int = 0
+    problems_found: int = 0
+    last_pass_start: float | None = None
+    last_pass_end: float | None = None
+    last_pass_seconds: float | None = None
+    # The full pass under way (or killed): when it began, the last repository it finished and
+    # how long it has run, so that the next run completes it instead of starting over.
+    pass_start: float | None = None
+    pass_cursor: str | None = None
+    pass_seconds: float = 0.0
+
+    def settle(self, repo: str, found: Iterable[Finding]) -> tuple[list[Finding], list[Finding]]:
+        """Make `found` the findings of `repo` after a full look at it; returns (new, resolved).
+
+        A problem seen before keeps its `first_seen`; one not seen again is resolved.  When a
+        pass observes one problem twice, its first observation stands.
+        """
+        before = {k: f for k, f in self.findings.items() if f.repo == repo}
+        for key in before:
+            del self.findings[key]
+        new: list[Finding] = []
+        for finding in found:
+            if finding.key in self.findings:
+                continue
+            old = before.pop(finding.key, None)
+            if old is None:
+                new.append(finding)
+            else:
+                finding = replace(finding, first_seen=old.first_seen)
+            self.findings[finding.key] = finding
+        self.problems_found += len(new)
+        return new, list(before.values())
+
+    def forget_all_but(self, repos: set[str]) -> None:
+        """Drop the findings of repositories that no longer exist."""
+        self.findings = {k: f for k, f in self.findings.items() if f.repo in repos}
+
+    def begin_pass(self, now: float) -> None:
+        """Start a full pass, unless a killed one is waiting to be completed."""
+        if self.pass_start is None:
+            self.pass_start, self.pass_cursor, self.pass_seconds = now, None, 0.0
+
+    def finish_pass(self, now: float) -> None:
+        self.passes += 1
+        self.last_pass_start, self.last_pass_end, self.last_pass_seconds = self.pass_start, now, self.pass_seconds
+        self.pass_start, self.pass_cursor, self.pass_seconds = None, None, 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        totals = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "findings"}
+        findings = [asdict(f) for _, f in sorted(self.findings.items())]
+        return {"version": REPORT_VERSION, **totals, "findings": findings}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> ScrubReport:
+        if not isinstance(doc, dict) or not isinstance(doc.get("findings", []), list):
+            raise ValueError("not a scrub report")
+        findings = [Finding.from_json(f) for f in doc.get("findings", [])]
+        return cls(
+            findings={f.key: f for f in findings},
+            passes=int(doc.get("passes", 0)),
+            blobs_checked=int(doc.get("blobs_checked", 0)),
+            bytes_hashed=int(doc.get("bytes_hashed", 0)),
+            problems_found=int(doc.get("problems_found", 0)),
+            last_pass_start=_optional_float(doc.get("last_pass_start")),
+            last_pass_end=_optional_float(doc.get("last_pass_end")),
+            last_pass_seconds=_optional_float(doc.get("last_pass_seconds")),
+            pass_start=_optional_float(doc.get("pass_start")),
+            pass_cursor=None if doc.get("pass_cursor") is None else str(doc["pass_cursor"]),
+            pass_seconds=float(doc.get("pass_seconds", 0.0)),
+        )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+async def load_report(store: Store) -> ScrubReport:
+    """The stored report; an empty one when there is none yet or it cannot be read.
+
+    An unreadable report must not stop scrubbing forever: it is replaced at the next save.
+    """
+    try:
+        data = await store.driver.get_content(REPORT_PATH)
+    except PathNotFound:
+        return ScrubReport()
+    try:
+        return ScrubReport.from_json(json.loads(data))
+    except (ValueError, TypeError, KeyError) as exc:
+        log.warning("scrub report %s is unreadable (%s); starting a new one", REPORT_PATH, exc)
+        return ScrubReport()
+
+
+async def save_report(store: Store, report: ScrubReport) -> None:
+    await store.driver.put_content(REPORT_PATH, json.dumps(report.to_json(), indent=1).encode())
+
+
+class _Pacer:
+    """Sleeps as bytes go by so the average rate since the start stays at or under a limit.
+
+    Without a limit it still yields once per chunk: reads of small files never block, so
+    without it a scrub of many small blobs would hold the event loop it shares with the API.
+    """
+
+    def __init__(self, bytes_per_s: float | None) -> None:
+        if bytes_per_s is not None and bytes_per_s <= 0:
+            raise ValueError(f"scrub pace must be positive, not {bytes_per_s}")
+        self.rate = bytes_per_s
+        self.start = time.monotonic()
+        self.done = 0
+
+    async def consumed(self, n: int) -> None:
+        self.done += n
+        ahead = self.done / self.rate - (time.monotonic() - self.start) if self.rate else 0.0
+        await asyncio.sleep(max(ahead, 0.0))
+
+
+def _finding(repo: str, digest: str, problem: Problem, detail: str) -> Finding:
+    now = time.time()
+    return Finding(repo, digest, problem.value, detail, now, now)
+
+
+def _parse_digest(text: Any) -> Digest | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return Digest.parse(text)
+    except RegistryError:
+        return None
+
+
+def _descriptor_fault(desc: Any) -> str | None:
+    """Why an index.json entry cannot be followed, or None when it can."""
+    if not isinstance(desc, dict):
+        return "is not an object"
+    if _parse_digest(desc.get("digest")) is None:
+        return f"has an invalid digest {desc.get('digest')!r}"
+    size = desc.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        return f"has an invalid size {size!r}"
+    return None
+
+
+def _digest_named(path: str, top: str) -> Digest | None:
+    """The digest a blob file's path `<top>/<alg>/<hex>` names; None for anything else (temp files)."""
+    parts = path[len(top) + 1:].split("/")
+    return _parse_digest(":".join(parts)) if len(parts) == 2 else None
+
+
+class _ReferenceCheck:
+    """Follows manifest descriptors to everything they reach, checking each digest once."""
+
+    def __init__(self, store: Store, repo: str) -> None:
+        self.store = store
+        self.repo = repo
+        self.found: list[Finding] = []
+        self.seen: set[str] = set()
+        self.sizes: dict[str, int | None] = {}
+
+    async def run(self, manifests: list[Descriptor]) -> list[Finding]:
+        # Faulty entries are the index check's finding; there is nothing here to follow.
+        stack = [(d, INDEX_FILE) for d in manifests if _descriptor_fault(d) is None]
+        while stack:
+            desc, holder = stack.pop()
+            digest = desc["digest"]
+            if digest in self.seen:
+                continue
+            self.seen.add(digest)
+            info = await self._manifest(desc, holder)
+            if info is None:
+                continue
+            for blob in (*([info.config] if info.config else []), *info.blobs):
+                if not blob.get("urls"):  # foreign layers live elsewhere by design
+                    await self._present(blob, f"manifest {digest}")
+            stack.extend((child, f"manifest {digest}") for child in info.children)
+        return self.found
+
+    def _flag(self, digest: str, problem: Problem, detail: str) -> None:
+        self.found.append(_finding(self.repo, digest, problem, detail))
+
+    async def _present(self, desc: Descriptor, holder: str) -> int | None:
+        """The size of the blob `desc` names (None when absent), flagging absence or a wrong size."""
+        digest = desc["digest"]
+        if digest not in self.sizes:
+            try:
+                self.sizes[digest] = (await self.store.driver.stat(blob_path(self.repo, Digest.parse(digest)))).size
+            except PathNotFound:
+                self.sizes[digest] = None
+        size = self.sizes[digest]
+        if size is None:
+            self._flag(digest, Problem.MISSING_BLOB, f"referenced by {holder}, absent from the repository")
+        elif size != desc["size"]:
+            self._flag(digest, Problem.SIZE_MISMATCH, f"{holder} says {desc['size']} bytes, the blob has {size}")
+        return size
+
+    async def _manifest(self, desc: Descriptor, holder: str) -> ManifestInfo | None:
+        """The manifest `desc` names, parsed from the bytes on storage; None when absent or unreadable.
+
+        Never taken from the registry's parse cache, which would hide damage done on storage.
+        """
+        size = await self._present(desc, holder)
+        if size is None:
+            return None
+        digest = desc["digest"]
+        if size > MAX_MANIFEST_BYTES:
+            self._flag(digest, Problem.UNREADABLE_MANIFEST, f"{size} bytes, more than any manifest may have")
+            return None
+        try:
+            body = await self.store.driver.get_content(blob_path(self.repo, Digest.parse(digest)))
+            return parse_manifest(body, None)
+        except PathNotFound:
+            self._flag(digest, Problem.MISSING_BLOB, f"referenced by {holder}, absent from the repository")
+        except RegistryError as exc:
+            self._flag(digest, Problem.UNREADABLE_MANIFEST, f"listed by {holder}: {exc.detail}")
+        return None
+
+
+class _RepositoryScrub:
+    """One full look at one repository: what it observed, before that goes into the report."""
+
+    def __init__(self, store: Store, repo: str, report: ScrubReport, pacer: _Pacer,
+                 progress: Progress | None) -> None:
+        self.store = store
+        self.repo = repo
+        self.report = report
+        self.pacer = pacer
+        self.progress = progress
+        self.found: list[Finding] = []
+
+    def _flag(self, digest: str, problem: Problem, detail: str) -> None:
+        self.found.append(_finding(self.repo, digest, problem, detail))
+
+    async def check_index(self) -> list[Descriptor]:
+        """The manifests index.json lists, flagging the file when it is absent or malformed."""
+        try:
+            idx = await self.store.index.read(self.repo)
+        except RegistryError as exc:
+            self._flag("", Problem.CORRUPT_INDEX, str(exc.detail))
+            return []
+        if idx is None:
+            self._flag("", Problem.CORRUPT_INDEX, f"{INDEX_FILE} is missing")
+            return []
+        listed = idx.doc.get("manifests")
+        if not isinstance(listed, list):
+            self._flag("", Problem.CORRUPT_INDEX, f"{INDEX_FILE} has no list of manifests")
+            return []
+        for i, desc in enumerate(listed):
+            fault = _descriptor_fault(desc)
+            if fault is not None:
+                digest = desc.get("digest") if isinstance(desc, dict) else None
+                self._flag(digest if isinstance(digest, str) else "", Problem.CORRUPT_INDEX,
+                           f"{INDEX_FILE} manifests[{i}] {fault}")
+        return idx.manifests
+
+    async def check_references(self, manifests: list[Descriptor]) -> None:
+        found = await _ReferenceCheck(self.store, self.repo).run(manifests)
+        if found:
+            # Confirm under the repository's lock: GC deletes a manifest's blobs before it
+            # rewrites index.json, so a look without the lock can catch it half done.
+            found = await self.store.index.update(self.repo, _ReferenceCheck(self.store, self.repo).run)
+        self.found.extend(found)
+
+    async def check_blobs(self) -> None:
+        top = f"{self.repo}/{BLOBS_DIR}"
+        async for info in self.store.driver.walk(top):
+            digest = _digest_named(info.path, top)
+            if digest is not None:
+                await self._rehash(info.path, digest)
+
+    async def _rehash(self, path: str, digest: Digest) -> None:
+        try:
+            computed, size = await self._hash(path, digest.algorithm)
+        except PathNotFound:
+            return  # collected by GC since the walk listed it
+        except OSError as exc:
+            self._flag(str(digest), Problem.UNREADABLE_BLOB, f"reading failed: {exc}")
+            return
+        self.report.blobs_checked += 1
+        self.report.bytes_hashed += size
+        if computed != digest.encoded:
+            self._flag(str(digest), Problem.DIGEST_MISMATCH, f"its {size} bytes hash to {digest.algorithm}:{computed}")
+
+    async def _hash(self, path: str, algorithm: str) -> tuple[str, int]:
+        """Hex digest and length of a file, read as a stream so memory stays flat."""
+        hasher = new_hasher(algorithm)
+        size = 0
+        async for chunk in self.store.driver.read_stream(path):
+            if len(chunk) > THREAD_HASH:
+                await asyncio.to_thread(hasher.update, chunk)
+            else:
+                hasher.update(chunk)
+            size += len(chunk)
+            if self.progress is not None:
+                self.progress(len(chunk))
+            await self.pacer.consumed(len(chunk))
+        return hasher.hexdigest(), size
+
+
+async def scrub_repository(store: Store, repo: str, report: ScrubReport, *,
+                           pace_bytes_per_s: float | None = None, progress: Progress | None = None) -> None:
+    """Check one repository fully and make what was found its findings in `report`.
+
+    Logs a warning per new problem and a note per resolved one, so every caller gets them.
+    `progress(n)` is called as n more bytes are hashed; `pace_bytes_per_s` caps the rate.
+    """
+    scrub = _RepositoryScrub(store, repo, report, _Pacer(pace_bytes_per_s), progress)
+    await scrub.check_references(await scrub.check_index())
+    await scrub.check_blobs()
+    new, resolved = report.settle(repo, scrub.found)
+    for f in new:
+        log.warning("scrub: %s: %s %s: %s", f.repo, f.problem, f.digest or INDEX_FILE, f.detail)
+    for f in resolved:
+        log.info("scrub: %s: %s %s is resolved", f.repo, f.problem, f.digest or INDEX_FILE)
+
+
+async def scrub_store(store: Store, *, repo: str | None = None, pace_bytes_per_s: float | None = None,
+                      progress: Progress | None = None) -> ScrubReport:
+    """One pass over every repository of the store (or only `repo`); returns the saved report.
+
+    The report is saved after each repository.  Only a pass over every repository counts as
+    a pass: it resumes after the last repository a killed pass finished, and at its end
+    forgets the findings of repositories that no longer exist.
+    """
+    report = await load_report(store)
+    if repo is not None:
+        await scrub_repository(store, repo, report, pace_bytes_per_s=pace_bytes_per_s, progress=progress)
+        await save_report(store, report)
+        return report
+    report.begin_pass(time.time())
+    clock = time.monotonic()
+    names = sorted([r async for r in list_repositories(store)])
+    for name in names:
+        if report.pass_cursor is not None and name <= report.pass_cursor:
+            continue
+        await scrub_repository(store, name, report, pace_bytes_per_s=pace_bytes_per_s, progress=progress)
+        report.pass_cursor = name
+        report.pass_seconds += time.monotonic() - clock
+        clock = time.monotonic()
+        await save_report(store, report)
+    report.forget_all_but(set(names))
+    report.pass_seconds += time.monotonic() - clock
+    report.finish_pass(time.time())
+    await save_report(store, report)
+    return report
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def report_rows(report: ScrubReport) -> list[dict[str, str]]:
+    """The findings as flat rows (times in ISO 8601 UTC), ordered by repository and digest."""
+    return [
+        {"repository": f.repo, "digest": f.digest, "problem": f.problem, "detail": f.detail,
+         "first_seen": _iso(f.first_seen), "last_checked": _iso(f.last_checked)}
+        for _, f in sorted(report.findings.items())
+    ]
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _family(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> list[str]:
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *(f"{name}{labels} {v}" for labels, v in samples)]
+
+
+def metrics_text(report: ScrubReport) -> str:
+    """The report's counters in the Prometheus text format.
+
+    Every known problem is exposed, at 0 when absent, so an alert on `> 0` has a series to watch.
+    """
+    counts: Counter[str] = Counter({p.value: 0 for p in Problem})
+    counts.update(f.problem for f in report.findings.values())
+    lines = [
+        *_family("ocistore_scrub_passes_total", "counter", "Full scrub passes completed.", [("", report.passes)]),
+        *_family("ocistore_scrub_blobs_checked_total", "counter", "Blob files re-hashed.",
+                 [("", report.blobs_checked)]),
+        *_family("ocistore_scrub_bytes_hashed_total", "counter", "Bytes re-hashed.", [("", report.bytes_hashed)]),
+        *_family("ocistore_scrub_problems_found_total", "counter", "Problems found that were not known before.",
+                 [("", report.problems_found)]),
+        *_family("ocistore_scrub_problems", "gauge", "Current scrub findings by problem.",
+                 [(f'{{problem="{_escape_label(p)}"}}', n) for p, n in sorted(counts.items())]),
+    ]
+    if report.last_pass_seconds is not None and report.last_pass_end is not None:
+        lines += _family("ocistore_scrub_last_pass_seconds", "gauge", "Duration of the last full pass.",
+                         [("", report.last_pass_seconds)])
+        lines += _family("ocistore_scrub_last_pass_end_timestamp_seconds", "gauge",
+                         "When the last full pass ended (Unix time).", [("", report.last_pass_end)])
+    return "\n".join(lines) + "\n"
