@@ -128,10 +128,14 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
         if dry_run:
             return
         manifests[:] = [d for d in manifests if d["digest"] not in doomed_manifests]
-        for f in doomed_files:
-            await _delete_quietly(store, f.path)
+        doomed.extend(f.path for f in doomed_files)
 
-    await store.index.update(repo, sweep)
+    async def delete_doomed() -> None:
+        for path in doomed:
+            await _delete_quietly(store, path)
+
+    doomed: list[str] = []
+    await store.index.update(repo, sweep, after_write=delete_doomed)
     return report
 
 

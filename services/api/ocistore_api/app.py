@@ -18,6 +18,7 @@ from starlette.responses import Response
 from ocistore.errors import ErrorCode, RegistryError
 from ocistore.messaging import EventEmitter
 from ocistore.registry import Registry, Store
+from ocistore.scrub import load_report, metrics_text, report_rows
 
 from . import blob_routes, discovery_routes, manifest_routes, upload_routes
 from .paths import parse_path
@@ -93,8 +94,16 @@ def create_app(registry: Registry, emitter: EventEmitter) -> FastAPI:
             f"ocistore_events_sent_total {emitter.sent}\n"
             "# TYPE ocistore_events_lost_total counter\n"
             f"ocistore_events_lost_total {emitter.lost}\n"
+            + metrics_text(await load_report(registry.default))
         )
         return Response(text, media_type="text/plain; version=0.0.4")
+
+    async def scrub_report(request: Request) -> Response:
+        reports = {store.route or "/": await load_report(store) for store in registry.stores.values()}
+        return json_response({
+            route: {"passes": r.passes, "last_pass_end": r.last_pass_end, "findings": report_rows(r)}
+            for route, r in reports.items()
+        })
 
     app.add_route("/v2/", base, methods=["GET", "HEAD"])
     app.add_route("/v2", base, methods=["GET", "HEAD"])
@@ -103,6 +112,7 @@ def create_app(registry: Registry, emitter: EventEmitter) -> FastAPI:
     app.add_route("/livez", livez, methods=["GET"])
     app.add_route("/readyz", readyz, methods=["GET"])
     app.add_route("/metrics", metrics, methods=["GET"])
+    app.add_route("/scrub/report", scrub_report, methods=["GET"])
     return app
 
 

@@ -13,6 +13,7 @@ from ocistore.gc import collect_repository
 from ocistore.logs import setup_logging
 from ocistore.registry import Registry
 from ocistore.registry.catalog import list_repositories
+from ocistore.scrub import load_report, report_rows, scrub_store
 
 from .progress import Progress
 
@@ -73,6 +74,40 @@ async def _gc(registry: Registry, repo: str | None, dry_run: bool) -> None:
     print(f"{verb} {freed} bytes ({freed / 1e6:.1f} MB)")
 
 
+def _cmd_scrub(args: argparse.Namespace) -> None:
+    config = _load(args.config)
+    registry = Registry.from_config(config)
+    if args.report:
+        asyncio.run(_print_reports(registry))
+    else:
+        asyncio.run(_scrub(registry, args.repo))
+
+
+async def _print_reports(registry: Registry) -> None:
+    for store in registry.stores.values():
+        report = await load_report(store)
+        rows = report_rows(report)
+        last = f"last pass {report.last_pass_seconds:.1f}s" if report.last_pass_seconds else "no full pass yet"
+        print(f"store {store.route or '/'}: {len(rows)} problems, {report.passes} passes, {last}")
+        for row in rows:
+            print(f"  {row['repository']}  {row['digest']}  {row['problem']}  {row['detail']}  "
+                  f"(first seen {row['first_seen']}, last checked {row['last_checked']})")
+
+
+async def _scrub(registry: Registry, repo: str | None) -> None:
+    for store in registry.stores.values():
+        if repo and not registry.routes_to(repo, store):
+            continue
+        if repo and await store.index.read(repo) is None:
+            raise SystemExit(f"ocistore scrub: no repository {repo!r}")
+        progress = Progress("scrub", total=None, unit=" B")
+        async with store.locks.hold("scrub:pass"):
+            report = await scrub_store(store, repo=repo, progress=progress.step)
+        progress.done()
+        print(f"store {store.route or '/'}: {len(report.findings)} problems "
+              f"({report.blobs_checked} blobs, {report.bytes_hashed} bytes hashed in all passes)")
+
+
 def _cmd_topology(args: argparse.Namespace) -> None:
     config = _load(args.config)
     setup_logging(config)
@@ -108,6 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--dry-run", action="store_true", help="only print what would be removed")
     gc.add_argument("--repo", help="only this repository")
     gc.set_defaults(func=_cmd_gc)
+    scrub = sub.add_parser(
+        "scrub", help="check every blob and manifest now, or print the scrub report",
+        description="Re-hash every blob and check every manifest's references and sizes, in the foreground, "
+                    "recording problems in the same report the scrub-worker keeps.",
+    )
+    scrub.add_argument("config", nargs="?", help="zot-format config file (default: ./data)")
+    scrub.add_argument("--repo", help="only this repository")
+    scrub.add_argument("--report", action="store_true", help="print the current report instead of scrubbing")
+    scrub.set_defaults(func=_cmd_scrub)
     topo = sub.add_parser(
         "topology", help="run the scaled topology as local processes (no containers)",
         description="Start redis-server (unless the config names a redis URL), N ocistore-api replicas, "

@@ -23,6 +23,6 @@ def main(argv: list[str] | None = None) -> None:
     from . import actors
 
     actors.configure(config, broker)
-    worker = start_worker(broker, [Queue.GC.value], args.threads)
+    worker = start_worker(broker, [Queue.GC.value, Queue.DEDUPE.value], args.threads)
     ticker = actors.sweep_ticker(config, broker)
     run_until_signalled(worker, [ticker] if ticker else [])

@@ -70,12 +70,19 @@ class ImageIndex:
         return self._sorted_tags
 
 
+@dataclass
+class _Pending:
+    mutate: Mutation[Any]
+    future: asyncio.Future[Any]
+    after_write: Callable[[], Awaitable[None]] | None
+
+
 class IndexStore:
     def __init__(self, driver: StorageDriver, locks: Locks) -> None:
         self.driver = driver
         self.locks = locks
         self._cache: dict[str, tuple[str, float, int, ImageIndex]] = {}
-        self._pending: dict[str, list[tuple[Mutation[Any], asyncio.Future[Any]]]] = {}
+        self._pending: dict[str, list[_Pending]] = {}
         self._writers: dict[str, asyncio.Task[None]] = {}
 
     async def read(self, repo: str) -> ImageIndex | None:
@@ -109,10 +116,15 @@ class IndexStore:
         if await self.read(repo) is None:
             await self.update(repo, _unchanged)
 
-    async def update(self, repo: str, mutate: Mutation[T]) -> T:
-        """Apply `mutate` to the repository's manifest list; it may raise to refuse."""
+    async def update(self, repo: str, mutate: Mutation[T],
+                     after_write: Callable[[], Awaitable[None]] | None = None) -> T:
+        """Apply `mutate` to the repository's manifest list; it may raise to refuse.
+
+        `after_write` runs once the new index is on disk, still under the lock: what must
+        disappear only after the index stops listing it (GC's deletions) goes there.
+        """
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(repo, []).append((mutate, fut))
+        self._pending.setdefault(repo, []).append(_Pending(mutate, fut, after_write))
         if repo not in self._writers:
             self._writers[repo] = asyncio.create_task(self._drain(repo))
         return await fut
@@ -125,25 +137,25 @@ class IndexStore:
                 try:
                     await self._apply(repo, batch)
                 except Exception as exc:
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
+                    for item in batch:
+                        if not item.future.done():
+                            item.future.set_exception(exc)
         finally:
             del self._writers[repo]
 
-    async def _apply(self, repo: str, batch: list[tuple[Mutation[Any], asyncio.Future[Any]]]) -> None:
+    async def _apply(self, repo: str, batch: list[_Pending]) -> None:
         async with self.locks.hold(f"index:{repo}"):
             current = await self.read(repo)
             created = current is None
             doc = dict(current.doc) if current else dict(EMPTY_INDEX)
             manifests = list(current.manifests) if current else []
             before = list(manifests)
-            outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-            for mutate, fut in batch:
+            outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
+            for item in batch:
                 try:
-                    outcomes.append((fut, await mutate(manifests), None))
+                    outcomes.append((item, await item.mutate(manifests), None))
                 except Exception as refused:
-                    outcomes.append((fut, None, refused))
+                    outcomes.append((item, None, refused))
             if created:
                 await self.driver.put_content(layout_path(repo), LAYOUT_CONTENT)
             # Mutations replace descriptors rather than edit them (they are shared with
@@ -157,13 +169,16 @@ class IndexStore:
                 info = await self.driver.stat(index_path(repo))
                 if info.ident:
                     self._cache[repo] = (info.ident, info.mtime, info.size, written)
-        for fut, value, error in outcomes:
-            if fut.done():
+            for item, _, error in outcomes:
+                if error is None and item.after_write is not None:
+                    await item.after_write()
+        for item, value, error in outcomes:
+            if item.future.done():
                 continue
             if error is not None:
-                fut.set_exception(error)
+                item.future.set_exception(error)
             else:
-                fut.set_result(value)
+                item.future.set_result(value)
 
 
 async def _unchanged(manifests: list[Descriptor]) -> None:
