@@ -19,7 +19,7 @@ from ocistore.digests import Digest, digest_of
 from ocistore.layout import blob_path, index_path
 from ocistore.locks import LocalLocks
 from ocistore.mediatypes import OCI_INDEX, OCI_MANIFEST
-from ocistore.registry.index import Descriptor
+from ocistore.registry.index import Descriptor, Draft
 from ocistore.registry.manifests import put_manifest
 from ocistore.registry.store import Store
 from ocistore.registry.uploads import monolithic
@@ -186,8 +186,8 @@ def test_children_of_a_listed_index_are_checked(root: Path) -> None:
         doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [child]}
         top = await push_manifest(store, REPO, "v1", doc)
 
-        async def list_only_the_index(manifests: list[Descriptor]) -> None:
-            manifests[:] = [d for d in manifests if d["digest"] == top["digest"]]
+        async def list_only_the_index(draft: Draft) -> None:
+            draft.remove(lambda d: d["digest"] != top["digest"])
 
         await store.index.update(REPO, list_only_the_index)
         return child, layers[0]
@@ -213,18 +213,18 @@ def test_foreign_layers_are_not_expected_locally(root: Path) -> None:
 
 
 def test_gc_in_flight_is_not_reported(root: Path, image: tuple[Descriptor, list[Descriptor]]) -> None:
-    """GC deletes blobs, then rewrites index.json, all under the lock: never a finding."""
+    """A deletion half done under the repository's lock is never a finding."""
     manifest, layers = image
     store = make_store(root)
 
     async def scenario() -> ScrubReport:
         deleted, release = asyncio.Event(), asyncio.Event()
 
-        async def collect(manifests: list[Descriptor]) -> None:
+        async def collect(draft: Draft) -> None:
             blob_file(root, REPO, layers[0]["digest"]).unlink()
             deleted.set()
             await release.wait()
-            manifests[:] = [d for d in manifests if d["digest"] != manifest["digest"]]
+            draft.remove(lambda d: d["digest"] == manifest["digest"])
 
         gc = asyncio.create_task(store.index.update(REPO, collect))
         await deleted.wait()

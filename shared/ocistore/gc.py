@@ -20,7 +20,7 @@ from .digests import Digest
 from .errors import RegistryError
 from .layout import BLOBS_DIR, UPLOAD_ID_RE, uploads_dir
 from .registry.catalog import list_repositories
-from .registry.index import Descriptor, tag_of
+from .registry.index import Draft, tag_of
 from .registry.manifests import ManifestInfo, manifest_info
 from .registry.store import Store
 from .storage import FileInfo, PathNotFound
@@ -93,7 +93,8 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
     report = GCReport(repo, dry_run=dry_run)
     cutoff = (now if now is not None else time.time()) - store.config.gc_delay
 
-    async def sweep(manifests: list[Descriptor]) -> None:
+    async def sweep(draft: Draft) -> None:
+        manifests = draft.items
         files = {}
         async for f in store.driver.walk(f"{repo}/{BLOBS_DIR}"):
             digest = _digest_of_path(f.path)
@@ -127,7 +128,7 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
                 await _delete_quietly(store, session.path)
         if dry_run:
             return
-        manifests[:] = [d for d in manifests if d["digest"] not in doomed_manifests]
+        draft.remove(lambda d: d["digest"] in doomed_manifests)
         doomed.extend(f.path for f in doomed_files)
 
     async def delete_doomed() -> None:

@@ -29,7 +29,7 @@ from .digests import Digest, new_hasher
 from .errors import RegistryError
 from .layout import BLOBS_DIR, INDEX_FILE, blob_path
 from .registry.catalog import list_repositories
-from .registry.index import Descriptor
+from .registry.index import Descriptor, Draft
 from .registry.manifests import MAX_MANIFEST_BYTES, ManifestInfo, parse_manifest
 from .registry.store import Store
 from .storage import PathNotFound
@@ -259,6 +259,9 @@ class _ReferenceCheck:
             stack.extend((child, f"manifest {digest}") for child in info.children)
         return self.found
 
+    async def run_draft(self, draft: Draft) -> list[Finding]:
+        return await self.run(draft.items)
+
     def _flag(self, digest: str, problem: Problem, detail: str) -> None:
         self.found.append(_finding(self.repo, digest, problem, detail))
 
@@ -339,9 +342,9 @@ class _RepositoryScrub:
     async def check_references(self, manifests: list[Descriptor]) -> None:
         found = await _ReferenceCheck(self.store, self.repo).run(manifests)
         if found:
-            # Confirm under the repository's lock: GC deletes a manifest's blobs before it
-            # rewrites index.json, so a look without the lock can catch it half done.
-            found = await self.store.index.update(self.repo, _ReferenceCheck(self.store, self.repo).run)
+            # Confirm under the repository's lock: a look without it can catch a GC or a
+            # manifest delete half done.
+            found = await self.store.index.update(self.repo, _ReferenceCheck(self.store, self.repo).run_draft)
         self.found.extend(found)
 
     async def check_blobs(self) -> None:

@@ -25,9 +25,9 @@ from ..storage import PathNotFound, StorageDriver
 
 T = TypeVar("T")
 Descriptor = dict[str, Any]
-# A mutation edits the descriptor list in place; an async one may also check or change
-# the store, since it runs under the repository's lock (GC, reference checks).
-Mutation = Callable[[list[Descriptor]], Awaitable[T]]
+# A mutation edits a Draft of the descriptor list; it may also check or change the
+# store, since it runs under the repository's lock (GC, reference checks).
+Mutation = Callable[["Draft"], Awaitable[T]]
 
 
 def tag_of(desc: Descriptor) -> str | None:
@@ -68,6 +68,65 @@ class ImageIndex:
         if self._sorted_tags is None:
             self._sorted_tags = sorted(t for t in self.by_tag if is_valid_tag(t))
         return self._sorted_tags
+
+
+class Draft:
+    """The descriptor list under edit, with lookups kept current as it changes.
+
+    Built once per batch of updates, so adding a tag is O(1) even with thousands of tags;
+    only a removal walks the list.  Descriptors are replaced, never edited in place: they
+    are shared with readers' cached copy of the index.
+    """
+
+    def __init__(self, manifests: list[Descriptor]) -> None:
+        self.items = list(manifests)
+        self.changed = False
+        self._by_tag: dict[str, Descriptor] = {}
+        self._count: dict[str, int] = {}
+        self._untagged: dict[str, int] = {}
+        for d in self.items:
+            self._note(d, 1)
+
+    def _note(self, d: Descriptor, delta: int) -> None:
+        digest, tag = d["digest"], tag_of(d)
+        self._count[digest] = self._count.get(digest, 0) + delta
+        if tag is None:
+            self._untagged[digest] = self._untagged.get(digest, 0) + delta
+        elif delta > 0:
+            self._by_tag[tag] = d
+        elif self._by_tag.get(tag) is d:
+            del self._by_tag[tag]
+
+    def tagged(self, tag: str) -> Descriptor | None:
+        return self._by_tag.get(tag)
+
+    def count(self, digest: str) -> int:
+        return self._count.get(digest, 0)
+
+    def untagged(self, digest: str) -> int:
+        return self._untagged.get(digest, 0)
+
+    def add(self, d: Descriptor) -> None:
+        self.items.append(d)
+        self._note(d, 1)
+        self.changed = True
+
+    def remove(self, doomed: Callable[[Descriptor], bool]) -> list[Descriptor]:
+        kept: list[Descriptor] = []
+        removed: list[Descriptor] = []
+        for d in self.items:
+            (removed if doomed(d) else kept).append(d)
+        if removed:
+            self.items = kept
+            for d in removed:
+                self._note(d, -1)
+            # A tag held twice (a foreign layout may do that) is found again in what remains.
+            for d in kept:
+                tag = tag_of(d)
+                if tag is not None and tag not in self._by_tag:
+                    self._by_tag[tag] = d
+            self.changed = True
+        return removed
 
 
 @dataclass
@@ -148,20 +207,17 @@ class IndexStore:
             current = await self.read(repo)
             created = current is None
             doc = dict(current.doc) if current else dict(EMPTY_INDEX)
-            manifests = list(current.manifests) if current else []
-            before = list(manifests)
+            draft = Draft(current.manifests if current else [])
             outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
             for item in batch:
                 try:
-                    outcomes.append((item, await item.mutate(manifests), None))
+                    outcomes.append((item, await item.mutate(draft), None))
                 except Exception as refused:
                     outcomes.append((item, None, refused))
             if created:
                 await self.driver.put_content(layout_path(repo), LAYOUT_CONTENT)
-            # Mutations replace descriptors rather than edit them (they are shared with
-            # readers' cached copy), so this compares identities, not whole JSON trees.
-            if created or manifests != before:
-                doc["manifests"] = manifests
+            if created or draft.changed:
+                doc["manifests"] = draft.items
                 doc.setdefault("schemaVersion", 2)
                 written = ImageIndex.from_doc(doc)
                 data = _serialize(doc, written, current)
@@ -181,7 +237,7 @@ class IndexStore:
                 item.future.set_result(value)
 
 
-async def _unchanged(manifests: list[Descriptor]) -> None:
+async def _unchanged(draft: Draft) -> None:
     """Creates the layout when absent, changes nothing else."""
 
 

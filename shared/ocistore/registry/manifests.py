@@ -18,7 +18,7 @@ from ..layout import blob_path
 from ..mediatypes import IMAGE_MANIFESTS, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST
 from ..names import is_valid_tag
 from ..storage import PathNotFound
-from .index import Descriptor
+from .index import Descriptor, Draft
 from .store import Store
 from .tags import delete_digest, delete_tag, put_tags
 
@@ -162,14 +162,14 @@ async def put_manifest(store: Store, repo: str, reference: str, body: bytes, con
     desc: Descriptor = {"mediaType": info.media_type, "digest": str(digest), "size": len(body)}
     tagging = put_tags(desc, tags)
 
-    async def store_and_tag(manifests: list[Descriptor]) -> None:
+    async def store_and_tag(draft: Draft) -> None:
         # Under the repository's lock, so GC cannot remove a reference between check and write.
         await _check_references(store, repo, info)
         path = blob_path(repo, digest)
         if not await store.driver.exists(path):
             await store.driver.put_content(path, body)
         store.manifest_meta.put(str(digest), info)
-        await tagging(manifests)
+        await tagging(draft)
 
     await store.index.update(repo, store_and_tag)
     return Manifest(digest, info.media_type, len(body)), info, tags

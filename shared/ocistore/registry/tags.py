@@ -12,16 +12,14 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from ..errors import ErrorCode, RegistryError
 from ..mediatypes import REF_NAME
-from .index import Descriptor, tag_of
+from .index import Descriptor, Draft, tag_of
 from .store import Store
 
 
-def _keep_reachable(manifests: list[Descriptor], removed: list[Descriptor]) -> None:
-    present = {d["digest"] for d in manifests}
+def _keep_reachable(draft: Draft, removed: list[Descriptor]) -> None:
     for d in removed:
-        if d["digest"] not in present:
-            manifests.append(untagged(d))
-            present.add(d["digest"])
+        if draft.count(d["digest"]) == 0:
+            draft.add(untagged(d))
 
 
 def untagged(desc: Descriptor) -> Descriptor:
@@ -34,46 +32,44 @@ def untagged(desc: Descriptor) -> Descriptor:
     return out
 
 
-def put_tags(desc: Descriptor, tags: Sequence[str]) -> Callable[[list[Descriptor]], Awaitable[None]]:
+def put_tags(desc: Descriptor, tags: Sequence[str]) -> Callable[[Draft], Awaitable[None]]:
     """Point `tags` at `desc` (or record it untagged when `tags` is empty)."""
+    digest = desc["digest"]
 
-    async def mutate(manifests: list[Descriptor]) -> None:
+    async def mutate(draft: Draft) -> None:
         if not tags:
-            if not any(d["digest"] == desc["digest"] for d in manifests):
-                manifests.append(desc)
+            if draft.count(digest) == 0:
+                draft.add(desc)
             return
         wanted = set(tags)
-        displaced = [d for d in manifests if tag_of(d) in wanted and d["digest"] != desc["digest"]]
-        manifests[:] = [
-            d for d in manifests
-            if tag_of(d) not in wanted and not (d["digest"] == desc["digest"] and tag_of(d) is None)
-        ]
+        displaced: list[Descriptor] = []
+        if draft.untagged(digest) or any(draft.tagged(t) is not None for t in wanted):
+            removed = draft.remove(
+                lambda d: tag_of(d) in wanted or (d["digest"] == digest and tag_of(d) is None)
+            )
+            displaced = [d for d in removed if d["digest"] != digest]
         for tag in tags:
-            manifests.append({**desc, "annotations": {REF_NAME: tag}})
-        _keep_reachable(manifests, displaced)
+            draft.add({**desc, "annotations": {REF_NAME: tag}})
+        _keep_reachable(draft, displaced)
 
     return mutate
 
 
-def delete_tag(tag: str) -> Callable[[list[Descriptor]], Awaitable[None]]:
-    async def mutate(manifests: list[Descriptor]) -> None:
-        removed = [d for d in manifests if tag_of(d) == tag]
+def delete_tag(tag: str) -> Callable[[Draft], Awaitable[None]]:
+    async def mutate(draft: Draft) -> None:
+        removed = draft.remove(lambda d: tag_of(d) == tag)
         if not removed:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"tag": tag})
-        manifests[:] = [d for d in manifests if tag_of(d) != tag]
-        _keep_reachable(manifests, removed)
+        _keep_reachable(draft, removed)
 
     return mutate
 
 
-def delete_digest(digest: str) -> Callable[[list[Descriptor]], Awaitable[bool]]:
+def delete_digest(digest: str) -> Callable[[Draft], Awaitable[bool]]:
     """Drop every descriptor of `digest`; True when there was one."""
 
-    async def mutate(manifests: list[Descriptor]) -> bool:
-        kept = [d for d in manifests if d["digest"] != digest]
-        found = len(kept) != len(manifests)
-        manifests[:] = kept
-        return found
+    async def mutate(draft: Draft) -> bool:
+        return bool(draft.remove(lambda d: d["digest"] == digest))
 
     return mutate
 
