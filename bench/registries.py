@@ -1,0 +1,205 @@
+"""Starting, metering and stopping the two registries under test.
+
+Each server runs in its own process group on a free loopback port over an empty data directory, so
+runs never see each other's data and a stop can take any worker processes down with it. Where the
+data lives is a `StorageBackend`: only the filesystem exists today, and an S3 mode is one more class
+that writes the two storage sections.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+PEER_BINARY = "/usr/bin/docker-registry"
+OCISTORE_BINARY = str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "ocistore")
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PR_SET_PDEATHSIG = 1
+
+
+class ServerStartError(RuntimeError):
+    """A registry exited or never answered `GET /v2/`; the message carries its log tail."""
+
+
+class StorageBackend(Protocol):
+    """Where a registry keeps its data, expressed in each server's own configuration dialect."""
+
+    name: str
+
+    def peer_storage(self, root: Path) -> dict[str, Any]:
+        """The `storage` section of docker-registry's YAML (JSON is valid YAML)."""
+        ...
+
+    def ocistore_storage(self, root: Path) -> dict[str, Any]:
+        """The `storage` section of ocistore's zot-style JSON."""
+        ...
+
+
+class FilesystemStorage:
+    """Both servers on a local directory, as in the default deployment."""
+
+    name = "filesystem"
+
+    def peer_storage(self, root: Path) -> dict[str, Any]:
+        """Filesystem driver with deletes enabled, like a registry that is garbage-collected."""
+        return {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True}}
+
+    def ocistore_storage(self, root: Path) -> dict[str, Any]:
+        """zot's `rootDirectory`."""
+        return {"rootDirectory": str(root)}
+
+
+@dataclass
+class Server:
+    """One running registry process and where it listens."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    base_url: str
+    workdir: Path
+
+    def cpu_seconds(self) -> float:
+        """User+system CPU of the server and every live descendant (reaped ones via cutime/cstime)."""
+        ticks = 0
+        for pid in _process_tree(self.proc.pid):
+            fields = _stat_fields(pid)
+            # utime, stime (fields 14-15) for all; cutime, cstime (16-17) of the root count its
+            # reaped workers, while a live worker's own reaped children are too rare to matter.
+            last = 15 if pid == self.proc.pid else 13
+            ticks += sum(int(f) for f in fields[11:last])
+        return ticks / _TICKS
+
+    def log_tail(self) -> str:
+        """The end of the server's output, for when it fails to start or dies."""
+        text = (self.workdir / "server.log").read_text(errors="replace")
+        return text[-2000:]
+
+    def stop(self) -> None:
+        """Terminate the server's process group, kill it if it lingers, and drop its data."""
+        if self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(STOP_TIMEOUT)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_peer(storage: StorageBackend) -> Server:
+    """Start docker-registry (CNCF Distribution) on a fresh directory and wait until it serves."""
+    workdir = Path(tempfile.mkdtemp(prefix="ocistore-bench-peer-"))
+    port = free_port()
+    config = {
+        "version": 0.1,
+        "log": {"level": "error"},
+        "storage": storage.peer_storage(workdir / "data"),
+        "http": {"addr": f"127.0.0.1:{port}"},
+    }
+    (workdir / "config.yml").write_text(json.dumps(config))
+    return _launch("peer", [PEER_BINARY, "serve", str(workdir / "config.yml")], workdir, port)
+
+
+def start_ocistore(storage: StorageBackend) -> Server:
+    """Start ocistore with a zot-style config on a fresh directory and wait until it serves."""
+    workdir = Path(tempfile.mkdtemp(prefix="ocistore-bench-ocistore-"))
+    port = free_port()
+    config = {
+        "distSpecVersion": "1.1.0",
+        "storage": storage.ocistore_storage(workdir / "data"),
+        "http": {"address": "127.0.0.1", "port": str(port)},
+        "log": {"level": "warn"},
+    }
+    (workdir / "config.json").write_text(json.dumps(config))
+    return _launch("ocistore", [OCISTORE_BINARY, "serve", str(workdir / "config.json")], workdir, port)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the kernel's pick for port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _launch(name: str, argv: list[str], workdir: Path, port: int) -> Server:
+    """Spawn `argv` in its own process group, tied to our life, and wait for `GET /v2/`."""
+    (workdir / "data").mkdir()
+    with open(workdir / "server.log", "wb") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=workdir, start_new_session=True, preexec_fn=_die_with_parent)
+    server = Server(name, proc, f"http://127.0.0.1:{port}", workdir)
+    try:
+        _wait_ready(server)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_ready(server: Server) -> None:
+    """Poll `GET /v2/` until 200, failing fast if the process exits and after READY_TIMEOUT."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise ServerStartError(f"{server.name} exited with {server.proc.returncode}:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"{server.base_url}/v2/", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    raise ServerStartError(f"{server.name} not ready after {READY_TIMEOUT:.0f}s:\n{server.log_tail()}")
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGTERM the child if the bench dies hard, so no server is ever orphaned."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal the process group the server leads (it was started with its own session)."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command name, so index 0 is `state` (field 3)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return []
+    return raw[raw.rindex(")") + 2:].split()
+
+
+def _process_tree(root: int) -> list[int]:
+    """`root` and all its live descendants, from the parent links in /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    tree, frontier = [root], [root]
+    while frontier:
+        found = children.get(frontier.pop(), [])
+        tree.extend(found)
+        frontier.extend(found)
+    return tree

@@ -1,0 +1,329 @@
+"""The workloads, each run identically against every registry under test.
+
+A workload prepares its data untimed (random bodies, digests, manifests, the tags or repositories it
+lists), then times only the requests it measures through `Meter.span`, which also charges the
+server the CPU it burnt over exactly that interval. Every workload uses fresh content per server
+and repeat so no registry is helped by having seen a blob before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from wire import OCI_MANIFEST, STREAM_PIECE, Blob, Registry, WireError, sha256_digest
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each workload does; `FULL` is the real benchmark, `QUICK` a smoke run.
+
+    FULL takes about 100 s on an idle 2-core machine; the repeats are what keeps the medians
+    steady, so shrink counts before repeats if it ever needs to be faster.
+    """
+
+    bulk_bytes: int  # size of each large blob pushed or pulled
+    chunk_bytes: int  # PATCH size of the chunked push
+    small_count: int  # 4 KiB blob pushes
+    manifest_count: int  # manifest PUTs, then as many GETs
+    head_count: int  # blob HEADs
+    tag_count: int  # tags in the listed repository
+    page_size: int  # n= of the paged tag walk
+    tag_list_count: int  # whole-list reads
+    tag_walk_count: int  # paged walks, each to the last page
+    repo_count: int  # repositories in the catalog
+    catalog_count: int  # catalog reads
+    bulk_repeats: int
+    small_repeats: int
+    concurrency: int = 16
+    small_size: int = 4096
+    head_blobs: int = 100  # distinct blobs the HEADs cycle over
+
+    def __post_init__(self) -> None:
+        """Bulk bodies are streamed in whole 1 MiB pieces and PATCHed in whole chunks."""
+        if self.bulk_bytes % self.chunk_bytes or self.chunk_bytes % STREAM_PIECE:
+            raise ValueError("bulk_bytes must be a multiple of chunk_bytes, itself a multiple of 1 MiB")
+
+
+FULL = Sizes(bulk_bytes=256 * MIB, chunk_bytes=8 * MIB, small_count=2000, manifest_count=2000,
+             head_count=5000, tag_count=1000, page_size=100, tag_list_count=400, tag_walk_count=100,
+             repo_count=500, catalog_count=200, bulk_repeats=5, small_repeats=3)
+QUICK = Sizes(bulk_bytes=32 * MIB, chunk_bytes=8 * MIB, small_count=200, manifest_count=200,
+              head_count=500, tag_count=100, page_size=10, tag_list_count=40, tag_walk_count=10,
+              repo_count=50, catalog_count=20, bulk_repeats=2, small_repeats=2)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One timed span: `units` are bytes for bulk figures and operations for the others."""
+
+    figure: str
+    seconds: float
+    units: int
+    server_cpu: float
+    client_cpu: float
+
+
+@dataclass
+class Meter:
+    """Times spans and reads the server's CPU seconds around each one."""
+
+    server_cpu: Callable[[], float]
+    samples: list[Sample] = field(default_factory=list)
+
+    @contextmanager
+    def span(self, figure: str, units: int) -> Iterator[None]:
+        """Record a sample for the body of the `with`; CPU is read outside the timed interval.
+
+        Dirty pages are flushed first so no span pays for write-back of the previous server's data.
+        """
+        os.sync()
+        cpu0, client0 = self.server_cpu(), time.process_time()
+        start = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - start
+        cpu1, client1 = self.server_cpu(), time.process_time()
+        self.samples.append(Sample(figure, seconds, units, cpu1 - cpu0, client1 - client0))
+
+
+@dataclass
+class Target:
+    """A registry under test as the workloads see it; `big_blob` is the pull workload's subject."""
+
+    name: str
+    registry: Registry
+    meter: Meter
+    big_blob: Blob | None = None
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A named step of the benchmark; bulk ones repeat `bulk_repeats` times, others `small_repeats`."""
+
+    name: str
+    run: Callable[[Target, Sizes, int], Awaitable[None]]
+    bulk: bool
+
+
+@dataclass(frozen=True)
+class PatternBlob:
+    """A large blob made of one random 1 MiB piece repeated, so it streams without being held."""
+
+    piece: bytes
+    blob: Blob
+
+    @classmethod
+    def random(cls, size: int) -> PatternBlob:
+        """A fresh pattern of `size` bytes (a multiple of 1 MiB), hashed once up front."""
+        piece = os.urandom(STREAM_PIECE)
+        hasher = hashlib.sha256()
+        for _ in range(size // STREAM_PIECE):
+            hasher.update(piece)
+        return cls(piece, Blob(f"sha256:{hasher.hexdigest()}", size))
+
+    def pieces(self) -> Iterator[bytes]:
+        """The body, 1 MiB at a time."""
+        return itertools.repeat(self.piece, self.blob.size // STREAM_PIECE)
+
+
+async def in_parallel(count: int, concurrency: int, op: Callable[[int], Awaitable[None]]) -> None:
+    """Run `op(0..count-1)` on `concurrency` workers sharing one index stream; first error wins."""
+    indices = iter(range(count))
+
+    async def worker() -> None:
+        for index in indices:
+            await op(index)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(concurrency, count)):
+            group.create_task(worker())
+
+
+def random_blobs(count: int, size: int) -> list[tuple[Blob, bytes]]:
+    """`count` distinct random blobs with their digests."""
+    bodies = [os.urandom(size) for _ in range(count)]
+    return [(Blob(sha256_digest(body), size), body) for body in bodies]
+
+
+def image_manifest(config: Blob, layers: list[Blob], serial: str) -> bytes:
+    """A small OCI image manifest, made distinct by a `serial` annotation."""
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": _descriptor("application/vnd.oci.image.config.v1+json", config),
+        "layers": [_descriptor("application/vnd.oci.image.layer.v1.tar+gzip", layer) for layer in layers],
+        "annotations": {"org.example.bench.serial": serial},
+    }
+    return json.dumps(manifest, separators=(",", ":")).encode()
+
+
+def _descriptor(media_type: str, blob: Blob) -> dict[str, object]:
+    """An OCI descriptor of `blob`."""
+    return {"mediaType": media_type, "digest": blob.digest, "size": blob.size}
+
+
+async def push_image_parts(reg: Registry, repo: str, layer_count: int) -> tuple[Blob, list[Blob]]:
+    """Push a config blob and `layer_count` small layers for manifests to reference."""
+    config_body = json.dumps({"architecture": "amd64", "os": "linux", "nonce": os.urandom(8).hex()})
+    config = Blob(sha256_digest(config_body.encode()), len(config_body))
+    await reg.push_blob(repo, config, config_body.encode())
+    layers = random_blobs(layer_count, 4096)
+    for blob, body in layers:
+        await reg.push_blob(repo, blob, body)
+    return config, [blob for blob, _ in layers]
+
+
+async def blob_push_monolithic(t: Target, sizes: Sizes, rep: int) -> None:
+    """POST a session, then PUT the whole large body with its digest, streamed in 1 MiB pieces."""
+    big = PatternBlob.random(sizes.bulk_bytes)
+    with t.meter.span("blob_push_monolithic", sizes.bulk_bytes):
+        await t.registry.push_streamed("bench/bulk", big.blob, big.pieces())
+    t.big_blob = big.blob
+
+
+async def blob_push_chunked(t: Target, sizes: Sizes, rep: int) -> None:
+    """PATCH the large body in `chunk_bytes` pieces with Content-Range, then close with PUT."""
+    big = PatternBlob.random(sizes.bulk_bytes)
+    chunk = big.piece * (sizes.chunk_bytes // STREAM_PIECE)
+    with t.meter.span("blob_push_chunked", sizes.bulk_bytes):
+        await t.registry.push_chunked("bench/bulk", big.blob, chunk)
+
+
+async def blob_pull(t: Target, sizes: Sizes, rep: int) -> None:
+    """GET the last monolithic blob (pushing one untimed if there is none), verifying its sha256."""
+    if t.big_blob is None:
+        big = PatternBlob.random(sizes.bulk_bytes)
+        await t.registry.push_streamed("bench/bulk", big.blob, big.pieces())
+        t.big_blob = big.blob
+    blob = t.big_blob
+    with t.meter.span("blob_pull", blob.size):
+        await t.registry.pull_blob("bench/bulk", blob)
+
+
+async def small_blob_push(t: Target, sizes: Sizes, rep: int) -> None:
+    """Many distinct 4 KiB blobs, each POST + PUT, at the configured concurrency."""
+    blobs = random_blobs(sizes.small_count, sizes.small_size)
+
+    async def push(i: int) -> None:
+        await t.registry.push_blob("bench/small", *blobs[i])
+
+    with t.meter.span("small_blob_push", sizes.small_count):
+        await in_parallel(sizes.small_count, sizes.concurrency, push)
+
+
+async def manifests(t: Target, sizes: Sizes, rep: int) -> None:
+    """PUT distinct manifests under new tags of one repository, then GET each back by tag.
+
+    Each repeat uses its own repository so every repeat starts from the same (empty) tag set.
+    """
+    repo = f"bench/manifests{rep}"
+    config, layers = await push_image_parts(t.registry, repo, 1)
+    bodies = [image_manifest(config, layers, f"{rep}-{i}") for i in range(sizes.manifest_count)]
+
+    async def put(i: int) -> None:
+        await t.registry.put_manifest(repo, f"t{i:05d}", bodies[i])
+
+    async def get(i: int) -> None:
+        if await t.registry.get_manifest(repo, f"t{i:05d}") != bodies[i]:
+            raise WireError(f"manifest {repo}:t{i:05d} came back with different bytes")
+
+    with t.meter.span("manifest_put", sizes.manifest_count):
+        await in_parallel(sizes.manifest_count, sizes.concurrency, put)
+    with t.meter.span("manifest_get", sizes.manifest_count):
+        await in_parallel(sizes.manifest_count, sizes.concurrency, get)
+
+
+async def blob_head(t: Target, sizes: Sizes, rep: int) -> None:
+    """HEAD a set of small blobs round-robin, the check every client does before pushing."""
+    blobs = random_blobs(sizes.head_blobs, sizes.small_size)
+    repo = f"bench/head{rep}"
+
+    async def push(i: int) -> None:
+        await t.registry.push_blob(repo, *blobs[i])
+
+    async def head(i: int) -> None:
+        await t.registry.head_blob(repo, blobs[i % len(blobs)][0])
+
+    await in_parallel(len(blobs), sizes.concurrency, push)
+    with t.meter.span("blob_head", sizes.head_count):
+        await in_parallel(sizes.head_count, sizes.concurrency, head)
+
+
+async def tags_list(t: Target, sizes: Sizes, rep: int) -> None:
+    """List a repository's tags whole, then walk it in pages of `page_size` following Link.
+
+    The tags are pushed on the first repeat only, so every repeat lists the same repository.
+    """
+    repo = "bench/tags"
+    tags = [f"v{i:05d}" for i in range(sizes.tag_count)]
+    if rep == 0:
+        config, layers = await push_image_parts(t.registry, repo, 0)
+        body = image_manifest(config, layers, "tags")
+        await in_parallel(len(tags), sizes.concurrency, lambda i: t.registry.put_manifest(repo, tags[i], body))
+    page_counts: set[int] = set()
+
+    async def read(path: str) -> None:
+        listed, pages = await t.registry.list_all(path, "tags")
+        if len(listed) != len(tags) or set(listed) != set(tags):
+            raise WireError(f"{path}: {len(listed)} tags listed, {len(set(listed))} distinct, "
+                            f"expected the {len(tags)} pushed")
+        if listed != tags:  # the spec wants lexical order; docker-registry 2.8 lists in hash order
+            t.registry.notes.add(f"{path.split('?')[0]}: tags not in lexical order")
+        page_counts.add(pages)
+
+    with t.meter.span("tags_list_full", sizes.tag_list_count):
+        await in_parallel(sizes.tag_list_count, sizes.concurrency,
+                          lambda _: read(f"/v2/{repo}/tags/list"))
+    page_counts.clear()
+    with t.meter.span("tags_list_paged", sizes.tag_walk_count):
+        await in_parallel(sizes.tag_walk_count, sizes.concurrency,
+                          lambda _: read(f"/v2/{repo}/tags/list?n={sizes.page_size}"))
+    expected_pages = -(-sizes.tag_count // sizes.page_size)
+    if page_counts != {expected_pages}:
+        t.registry.notes.add(f"tags list ?n={sizes.page_size}: {sorted(page_counts)} page(s) for "
+                             f"{sizes.tag_count} tags (expected {expected_pages})")
+
+
+async def catalog(t: Target, sizes: Sizes, rep: int) -> None:
+    """Create many small repositories, then read the whole catalog (n=1000, following Link).
+
+    The repositories are created on the first repeat only, so every repeat reads the same catalog.
+    """
+    repos = [f"cat/r{i:04d}" for i in range(sizes.repo_count)]
+
+    async def create(i: int) -> None:
+        config, layers = await push_image_parts(t.registry, repos[i], 0)
+        await t.registry.put_manifest(repos[i], "v1", image_manifest(config, layers, repos[i]))
+
+    async def read(_: int) -> None:
+        listed, _pages = await t.registry.list_all("/v2/_catalog?n=1000", "repositories")
+        missing = set(repos) - set(listed)
+        if missing:
+            raise WireError(f"catalog lacks {len(missing)} of {len(repos)} repositories, "
+                            f"e.g. {sorted(missing)[0]}")
+
+    if rep == 0:
+        await in_parallel(len(repos), sizes.concurrency, create)
+    with t.meter.span("catalog", sizes.catalog_count):
+        await in_parallel(sizes.catalog_count, sizes.concurrency, read)
+
+
+WORKLOADS = [
+    Workload("blob_push_monolithic", blob_push_monolithic, bulk=True),
+    Workload("blob_push_chunked", blob_push_chunked, bulk=True),
+    Workload("blob_pull", blob_pull, bulk=True),
+    Workload("small_blob_push", small_blob_push, bulk=False),
+    Workload("manifests", manifests, bulk=False),
+    Workload("blob_head", blob_head, bulk=False),
+    Workload("tags_list", tags_list, bulk=False),
+    Workload("catalog", catalog, bulk=False),
+]
