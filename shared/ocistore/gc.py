@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from .digests import Digest
 from .errors import RegistryError
-from .layout import BLOBS_DIR, UPLOAD_ID_RE, uploads_dir
+from .layout import BLOBS_DIR, uploads_dir
 from .registry.catalog import list_repositories
 from .registry.index import Draft, tag_of
 from .registry.manifests import ManifestInfo, manifest_info
@@ -146,13 +146,15 @@ async def _stale_uploads(store: Store, repo: str, cutoff: float) -> AsyncIterato
     except PathNotFound:
         return
     for name in names:
+        if name.endswith("/"):
+            continue
         path = f"{uploads_dir(repo)}/{name}"
         try:
             info = await store.driver.stat(path)
         except PathNotFound:
             continue
         # Stray temp files of an interrupted monolithic upload are sessions too.
-        if info.mtime <= cutoff and (UPLOAD_ID_RE.match(name) or not info.is_dir):
+        if info.mtime <= cutoff:
             yield info
 
 

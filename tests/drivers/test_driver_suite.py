@@ -92,13 +92,13 @@ def test_list_stat_and_walk_show_the_tree(make_driver: DriverFactory) -> None:
     async def body(d: StorageDriver) -> None:
         for p in ("t/a/1", "t/a/2", "t/b/c/3", "t/top"):
             await d.put_content(p, p.encode())
-        assert sorted(await d.list("t")) == ["a", "b", "top"]
+        assert sorted(await d.list("t")) == ["a/", "b/", "top"]
         assert (await d.stat("t/a")).is_dir
         assert not (await d.stat("t/top")).is_dir
         walked = sorted(f.path for f in [f async for f in d.walk("t")])
         assert walked == ["t/a/1", "t/a/2", "t/b/c/3", "t/top"]
         await d.delete("t/a")
-        assert sorted(await d.list("t")) == ["b", "top"]
+        assert sorted(await d.list("t")) == ["b/", "top"]
         await d.delete("t")
         assert not await d.exists("t/top")
 

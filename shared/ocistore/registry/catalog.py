@@ -8,39 +8,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from ..layout import BLOBS_DIR, INDEX_FILE, LAYOUT_FILE
 from ..names import is_valid_name
-from ..storage import PathNotFound
 from .registry import Registry
 from .store import Store
-
-_LAYOUT_ENTRIES = frozenset({BLOBS_DIR, INDEX_FILE, LAYOUT_FILE})
 
 
 async def list_repositories(store: Store) -> AsyncIterator[str]:
     """Every repository of the store, in no particular order."""
-    stack = [""]
-    while stack:
-        prefix = stack.pop()
-        try:
-            children = await store.driver.list(prefix)
-        except PathNotFound:
-            continue
-        is_layout = INDEX_FILE in children
-        if is_layout and prefix and is_valid_name(prefix):
-            yield prefix
-        for child in children:
-            if is_layout and child in _LAYOUT_ENTRIES:
-                continue
-            path = f"{prefix}/{child}" if prefix else child
-            # The grammar also leaves out `.uploads`, temp files and anything foreign.
-            if is_valid_name(path):
-                try:
-                    info = await store.driver.stat(path)
-                except PathNotFound:
-                    continue
-                if info.is_dir:
-                    stack.append(path)
+    for path in await store.repository_walk.get():
+        if is_valid_name(path):
+            yield path
 
 
 async def catalog(registry: Registry) -> list[str]:

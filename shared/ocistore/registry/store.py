@@ -11,8 +11,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from ..coalesce import Coalesced
 from ..config import StorageConfig
 from ..digests import Hasher
+from ..layout import BLOBS_DIR, INDEX_FILE
 from ..locks import Locks
 from ..storage import StorageDriver
 from .index import IndexStore
@@ -59,3 +61,8 @@ class Store:
         self.index = IndexStore(driver, locks)
         self.upload_hashes: LRU[str, UploadHash] = LRU(4096)
         self.manifest_meta: LRU[str, object] = LRU(65536)
+        self.repository_walk = Coalesced(self._walk_repositories)
+
+    async def _walk_repositories(self) -> list[str]:
+        """Directories holding an `index.json`, not descending into a layout's `blobs`."""
+        return await self.driver.dirs_containing(INDEX_FILE, frozenset({BLOBS_DIR}))

@@ -7,6 +7,7 @@ is always the typed `PathNotFound`, so registry logic never inspects OS or S3 er
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -67,7 +68,9 @@ class StorageDriver(ABC):
 
     @abstractmethod
     async def list(self, path: str) -> list[str]:
-        """Names of the direct children of a directory (PathNotFound when absent)."""
+        """Names of the direct children of a directory, sub-directories with a trailing `/`
+        (as S3 shows common prefixes), so a walk needs no stat per child.  PathNotFound when
+        absent."""
 
     @abstractmethod
     async def move(self, src: str, dst: str) -> None:
@@ -87,6 +90,29 @@ class StorageDriver(ABC):
     @abstractmethod
     def walk(self, path: str) -> AsyncIterator[FileInfo]:
         """Every file below `path`, depth first; nothing when `path` is absent."""
+
+    async def dirs_containing(self, name: str, prune: frozenset[str]) -> builtins.list[str]:
+        """Every directory below the root holding a file called `name`.
+
+        Hidden directories are skipped, and so are the children named in `prune` of a
+        directory that holds `name`.  Drivers may override this walk with a faster one.
+        """
+        found: builtins.list[str] = []
+        stack = [""]
+        while stack:
+            prefix = stack.pop()
+            try:
+                children = await self.list(prefix)
+            except PathNotFound:
+                continue
+            marked = name in children
+            if marked and prefix:
+                found.append(prefix)
+            for child in children:
+                sub = child[:-1]
+                if child.endswith("/") and not sub.startswith(".") and not (marked and sub in prune):
+                    stack.append(f"{prefix}/{sub}" if prefix else sub)
+        return found
 
     async def exists(self, path: str) -> bool:
         try:

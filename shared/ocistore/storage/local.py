@@ -9,6 +9,7 @@ before an operation reports success, as zot does.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import errno
 import os
 import shutil
@@ -112,13 +113,27 @@ class LocalDriver(StorageDriver):
             if offset:
                 f.seek(offset)
             remaining = length if length is not None else os.fstat(f.fileno()).st_size - offset
-            while remaining > 0:
-                n = min(CHUNK, remaining)
-                chunk = f.read(n) if n <= INLINE_LIMIT else await asyncio.to_thread(f.read, n)
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-                yield chunk
+            if remaining <= INLINE_LIMIT:
+                if remaining > 0:
+                    yield f.read(remaining)
+                return
+            # Read ahead: the next piece comes off the disk while this one goes out.
+            ahead = asyncio.ensure_future(asyncio.to_thread(f.read, min(CHUNK, remaining)))
+            try:
+                while True:
+                    chunk = await ahead
+                    remaining -= len(chunk)
+                    if not chunk:
+                        break
+                    if remaining > 0:
+                        ahead = asyncio.ensure_future(asyncio.to_thread(f.read, min(CHUNK, remaining)))
+                    yield chunk
+                    if remaining <= 0:
+                        break
+            finally:
+                if not ahead.done():
+                    # The thread cannot be interrupted; let it finish before the file closes.
+                    await asyncio.wait([ahead])
 
     async def writer(self, path: str, append: bool = False) -> FileWriter:
         full = self.full(path)
@@ -142,7 +157,8 @@ class LocalDriver(StorageDriver):
 
     async def list(self, path: str) -> list[str]:
         try:
-            return os.listdir(self.full(path))
+            with os.scandir(self.full(path)) as it:
+                return [f"{e.name}/" if e.is_dir() else e.name for e in it]
         except (FileNotFoundError, NotADirectoryError):
             raise PathNotFound(path) from None
 
@@ -191,6 +207,9 @@ class LocalDriver(StorageDriver):
                 raise
             await asyncio.to_thread(shutil.rmtree, full)
 
+    async def dirs_containing(self, name: str, prune: frozenset[str]) -> builtins.list[str]:
+        return await asyncio.to_thread(_dirs_containing, self.root, name, prune)
+
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:
         top = self.full(path)
         entries = await asyncio.to_thread(_scan_tree, top, self.root)
@@ -211,6 +230,25 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _dirs_containing(root: str, name: str, prune: frozenset[str]) -> list[str]:
+    found: list[str] = []
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            with os.scandir(os.path.join(root, rel) if rel else root) as it:
+                entries = [(e.name, e.is_dir()) for e in it]
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        marked = any(n == name and not is_dir for n, is_dir in entries)
+        if marked and rel:
+            found.append(rel)
+        for n, is_dir in entries:
+            if is_dir and not n.startswith(".") and not (marked and n in prune):
+                stack.append(f"{rel}/{n}" if rel else n)
+    return found
 
 
 def _scan_tree(top: str, root: str) -> list[FileInfo]:

@@ -1,0 +1,353 @@
+"""The scaled topology as processes: 2 API replicas, a gc-worker, a scrub-worker, a real Redis.
+
+Each test is one promise of the scaled mode (issue 3, section 9): GC happens in the
+background after `gcDelay` and never to something younger, replicas share upload
+sessions and never lose each other's tags, scrub finds corruption, and Redis going away
+costs neither pushes nor pulls.  Timing is checked by bounded polling, never by exact sleeps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.api.helpers import (
+    OCI_CONFIG,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    Image,
+    descriptor,
+    digest_of,
+    next_link,
+    open_session,
+    patch_chunk,
+    path_of,
+    push_blob,
+    push_manifest,
+    push_random_image,
+)
+from tests.topology.conftest import GC_DELAY, SCRUB_INTERVAL, Topology
+
+# Dramatiq's delayed messages may start up to ~1s late; Redis reconnects back off for seconds.
+GC_MARGIN = 10.0
+REF_NAME = "org.opencontainers.image.ref.name"
+
+
+def new_repo(prefix: str) -> str:
+    return f"topo/{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def blob_file(root: Path, repo: str, digest: str) -> Path:
+    algorithm, encoded = digest.split(":", 1)
+    return root / repo / "blobs" / algorithm / encoded
+
+
+def image_digests(image: Image) -> list[str]:
+    """Everything an image put on disk: manifest, config, layers."""
+    return [image.digest, digest_of(image.config), *(digest_of(layer) for layer in image.layers)]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> float | None:
+    """Poll until `predicate` holds; the time.time() it first held, or None on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return time.time()
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(interval)
+
+
+def all_gone(root: Path, repo: str, digests: list[str]) -> Callable[[], bool]:
+    return lambda: not any(blob_file(root, repo, d).exists() for d in digests)
+
+
+def assert_pullable(client: httpx.Client, repo: str, ref: str, image: Image) -> None:
+    manifest = client.get(f"/v2/{repo}/manifests/{ref}", headers={"Accept": image.media_type})
+    assert manifest.status_code == 200, manifest.text
+    assert manifest.content == image.manifest
+    for blob in (image.config, *image.layers):
+        resp = client.get(f"/v2/{repo}/blobs/{digest_of(blob)}")
+        assert resp.status_code == 200 and resp.content == blob, resp.status_code
+
+
+def all_tags(client: httpx.Client, repo: str) -> list[str]:
+    """The whole tag list, following `Link: rel=next` if the server pages it."""
+    tags: list[str] = []
+    url: str | None = f"/v2/{repo}/tags/list"
+    while url is not None:
+        resp = client.get(url)
+        assert resp.status_code == 200, resp.text
+        tags.extend(resp.json().get("tags") or [])
+        url = next_link(resp)
+    return tags
+
+
+def delete_manifest(client: httpx.Client, repo: str, ref: str) -> None:
+    resp = client.delete(f"/v2/{repo}/manifests/{ref}")
+    assert resp.status_code == 202, resp.text
+
+
+def test_manifest_deleted_through_one_replica_is_collected_by_the_gc_worker_after_gc_delay(
+    topology: Topology, replica_clients: list[httpx.Client], lb_client: httpx.Client
+) -> None:
+    """The deletion only schedules GC: the blobs stay for gcDelay, then the gc-worker removes them."""
+    a, b = replica_clients
+    repo = new_repo("gc")
+    kept = push_random_image(a, repo, "keep")
+    doomed = push_random_image(a, repo, "doomed")
+    doomed_blobs = image_digests(doomed)[1:]
+    delete_manifest(a, repo, doomed.digest)
+    deleted_at = time.time()
+
+    # Right after the delete the blobs are still there, on disk and through the other replica.
+    for d in doomed_blobs:
+        assert blob_file(topology.root, repo, d).exists(), f"{d} collected at once, before gcDelay"
+    assert b.get(f"/v2/{repo}/blobs/{doomed_blobs[-1]}").status_code == 200
+    assert b.get(f"/v2/{repo}/manifests/{doomed.digest}").status_code == 404
+
+    gone_at = wait_until(all_gone(topology.root, repo, doomed_blobs), GC_DELAY + GC_MARGIN, 0.05)
+    assert gone_at is not None, f"the deleted manifest's blobs are still there {GC_DELAY + GC_MARGIN}s later"
+    assert gone_at - deleted_at >= GC_DELAY - 0.5, (
+        f"collected {gone_at - deleted_at:.2f}s after the delete: before gcDelay ({GC_DELAY}s)"
+    )
+    assert repo in topology.log("gc-worker"), "the gc-worker logged nothing about the repository it collected"
+    for d in image_digests(kept):
+        assert blob_file(topology.root, repo, d).exists(), f"tagged image lost {d}"
+    assert_pullable(lb_client, repo, "keep", kept)
+    assert all_tags(lb_client, repo) == ["keep"]
+
+
+def test_unreferenced_blob_survives_gc_until_gc_delay_and_tagged_blobs_never_go(
+    topology: Topology, replica_clients: list[httpx.Client], lb_client: httpx.Client
+) -> None:
+    """A blob of a push in flight (no manifest yet) must outlive a GC that runs while it is young."""
+    a, b = replica_clients
+    repo = new_repo("young")
+    tagged = push_random_image(b, repo, "stable")
+    untagged = push_random_image(a, repo, "soon-untagged")
+    delete_manifest(a, repo, "soon-untagged")  # tag.deleted: a GC of the repo in gcDelay
+    deleted_at = time.time()
+
+    # Keep pushing unreferenced blobs until that GC has run, so some are surely younger than gcDelay then.
+    orphans: list[tuple[str, bytes, float]] = []
+    gc_seen: float | None = None
+    deadline = deleted_at + GC_DELAY + GC_MARGIN
+    while time.time() < deadline:
+        data = os.urandom(200 + len(orphans))
+        digest = push_blob((a, b)[len(orphans) % 2], repo, data)
+        orphans.append((digest, data, blob_file(topology.root, repo, digest).stat().st_mtime))
+        if all_gone(topology.root, repo, image_digests(untagged))():
+            gc_seen = time.time()
+            break
+        time.sleep(0.2)
+    assert gc_seen is not None, f"the untagged manifest was not collected within {GC_DELAY + GC_MARGIN}s"
+    assert gc_seen - deleted_at >= GC_DELAY - 0.5, f"GC ran {gc_seen - deleted_at:.2f}s after the delete"
+
+    young = [(d, data) for d, data, mtime in orphans if gc_seen - mtime < GC_DELAY - 0.3]
+    assert young, "no blob was young when GC ran; the test proved nothing"
+    for d, _ in young:
+        assert blob_file(topology.root, repo, d).exists(), f"GC removed {d}, younger than gcDelay"
+    # The push in flight completes: its manifest may reference what it uploaded before the GC.
+    (config_digest, config), (layer_digest, layer) = young[-2:] if len(young) >= 2 else (young[0], young[0])
+    finished = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, config), "layers": [descriptor(OCI_LAYER, layer)],
+    }).encode()
+    push_manifest(b, repo, "finished", finished)
+
+    # Once older than gcDelay, the unreferenced ones go with the next GC of the repository.
+    time.sleep(0.3)
+    trigger = push_random_image(a, repo)
+    delete_manifest(b, repo, trigger.digest)
+    assert wait_until(all_gone(topology.root, repo, image_digests(trigger)[1:]), GC_DELAY + GC_MARGIN), (
+        "the second GC did not run"
+    )
+    leftovers = [d for d, _, _ in orphans
+                 if d not in (config_digest, layer_digest) and blob_file(topology.root, repo, d).exists()]
+    assert not leftovers, f"unreferenced blobs older than gcDelay survived the GC: {leftovers}"
+    for d in (config_digest, layer_digest, *image_digests(tagged)):
+        assert blob_file(topology.root, repo, d).exists(), f"referenced blob {d} was collected"
+    assert_pullable(lb_client, repo, "stable", tagged)
+    assert lb_client.get(f"/v2/{repo}/blobs/{layer_digest}").content == layer
+    assert sorted(all_tags(lb_client, repo)) == ["finished", "stable"]
+
+
+def test_chunked_upload_alternating_between_replicas_finishes_with_the_right_digest(
+    replica_clients: list[httpx.Client], lb_client: httpx.Client
+) -> None:
+    """Upload sessions live in storage, so each PATCH may land on another replica."""
+    repo = new_repo("chunked")
+    data = os.urandom(3 * (1 << 20) + 12345)
+    chunk = 512 * 1024
+    location = path_of(open_session(replica_clients[0], repo))
+    offset = 0
+    for i, start in enumerate(range(0, len(data), chunk)):
+        piece = data[start:start + chunk]
+        resp = patch_chunk(replica_clients[(i + 1) % 2], location, piece, start)
+        assert resp.status_code == 202, f"PATCH {i} via replica {(i + 1) % 2}: {resp.status_code} {resp.text}"
+        offset = start + len(piece)
+        assert resp.headers["Range"] == f"0-{offset - 1}"
+        location = path_of(resp.headers["Location"])
+    status = replica_clients[0].get(location)
+    assert status.status_code == 204 and status.headers["Range"] == f"0-{len(data) - 1}"
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    done = replica_clients[1].put(httpx.URL(location).copy_merge_params({"digest": digest}),
+                                  headers={"Content-Type": "application/octet-stream"})
+    assert done.status_code == 201, done.text
+    assert done.headers["Docker-Content-Digest"] == digest
+    for client in (*replica_clients, lb_client):
+        got = client.get(f"/v2/{repo}/blobs/{digest}")
+        assert got.status_code == 200
+        assert hashlib.sha256(got.content).hexdigest() == digest.split(":", 1)[1]
+
+
+def test_two_replicas_tagging_one_repository_concurrently_lose_no_tag(
+    topology: Topology, replica_clients: list[httpx.Client], lb_client: httpx.Client
+) -> None:
+    """Tags live in one index.json per repository; the Redis lock must keep every replica's writes."""
+    repo = new_repo("tags")
+    base = push_random_image(replica_clients[0], repo)
+    manifest = json.loads(base.manifest)
+    bodies: dict[str, bytes] = {}
+    for i in range(200):
+        bodies[f"t{i:03d}"] = json.dumps(dict(manifest, annotations={"n": str(i)})).encode()
+
+    def put(tag: str) -> int:
+        client = replica_clients[int(tag[1:]) % 2]
+        resp = client.put(f"/v2/{repo}/manifests/{tag}", content=bodies[tag],
+                          headers={"Content-Type": OCI_MANIFEST})
+        return resp.status_code
+
+    with ThreadPoolExecutor(32) as pool:
+        statuses = dict(zip(bodies, pool.map(put, bodies), strict=True))
+    assert all(s == 201 for s in statuses.values()), {t: s for t, s in statuses.items() if s != 201}
+
+    for client in (*replica_clients, lb_client):
+        tags = all_tags(client, repo)
+        missing = sorted(set(bodies) - set(tags))
+        assert not missing, f"{len(missing)} tags lost: {missing[:20]}"
+    index = json.loads((topology.root / repo / "index.json").read_text())
+    on_disk = {d["annotations"][REF_NAME]: d["digest"] for d in index["manifests"]
+               if REF_NAME in (d.get("annotations") or {})}
+    assert sorted(set(bodies) - set(on_disk)) == [], "index.json lost tags"
+    for tag, body in bodies.items():
+        assert on_disk[tag] == digest_of(body), f"{tag} points at the wrong manifest on disk"
+    some = replica_clients[1].get(f"/v2/{repo}/manifests/t123", headers={"Accept": OCI_MANIFEST})
+    assert some.status_code == 200 and some.content == bodies["t123"]
+
+
+def _findings(doc: Any) -> Iterator[dict[str, Any]]:
+    """Every object in the report that names a digest, however the report nests them."""
+    if isinstance(doc, dict):
+        if "digest" in doc:
+            yield doc
+        for value in doc.values():
+            yield from _findings(value)
+    elif isinstance(doc, list):
+        for value in doc:
+            yield from _findings(value)
+
+
+def _mismatch_for(doc: Any, digest: str) -> dict[str, Any] | None:
+    for finding in _findings(doc):
+        if finding.get("digest") == digest and "mismatch" in str(finding.get("problem", "")).lower():
+            return finding
+    return None
+
+
+def test_corrupted_blob_shows_up_in_the_scrub_report_within_one_interval(
+    topology: Topology, replica_clients: list[httpx.Client], lb_client: httpx.Client
+) -> None:
+    """Bit rot on disk is invisible to clients until pulled; scrub must find it on its own."""
+    repo = new_repo("scrub")
+    image = push_random_image(replica_clients[0], repo, "v1")
+    victim = digest_of(image.layers[0])
+    path = blob_file(topology.root, repo, victim)
+    with open(path, "r+b") as f:
+        head = f.read(16)
+        f.seek(0)
+        f.write(bytes(x ^ 0xFF for x in head))
+    assert path.stat().st_size == len(image.layers[0])
+
+    report_path = topology.root / ".ocistore" / "scrub-report.json"
+    found: dict[str, Any] | None = None
+
+    def reported() -> bool:
+        nonlocal found
+        try:
+            found = _mismatch_for(json.loads(report_path.read_text()), victim)
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False
+        return found is not None
+
+    timeout = SCRUB_INTERVAL + 6.0
+    assert wait_until(reported, timeout, 0.2) is not None, (
+        f"{victim} not reported as a digest mismatch in {report_path} within {timeout}s "
+        f"(report exists: {report_path.exists()})"
+    )
+    assert found is not None
+    assert found.get("repo", found.get("repository", repo)) == repo, found
+    report = json.loads(report_path.read_text())
+    healthy = digest_of(image.config)
+    assert _mismatch_for(report, healthy) is None, f"intact blob {healthy} reported as corrupt"
+    assert victim.split(":", 1)[1] in topology.log("scrub-worker"), "no log line names the corrupt blob"
+    # The report endpoint (any replica: they read the same stored report) shows it too.
+    for client in (*replica_clients, lb_client):
+        resp = client.get("/scrub/report")
+        assert resp.status_code == 200, resp.text
+        row = _mismatch_for(resp.json(), victim)
+        assert row is not None, resp.text
+        assert row.get("repository", row.get("repo", repo)) == repo, row
+
+
+def test_redis_down_and_back_pushes_and_pulls_keep_working_and_gc_resumes(
+    topology: Topology, replica_clients: list[httpx.Client], lb_client: httpx.Client
+) -> None:
+    """Redis is for maintenance only: its outage must not stop the registry, and GC picks up after."""
+    a, b = replica_clients
+    repo = new_repo("redis")
+    before = push_random_image(a, repo, "before")
+    topology.redis.stop()
+    try:
+        during = push_random_image(a, repo, "during")
+        assert_pullable(b, repo, "during", during)
+        assert_pullable(b, repo, "before", before)
+        assert_pullable(lb_client, repo, "during", during)
+        for url in topology.replicas:
+            assert httpx.get(f"{url}/livez", timeout=10).status_code == 200
+            ready = httpx.get(f"{url}/readyz", timeout=10)
+            assert ready.status_code == 503, f"{url}/readyz with Redis down: {ready.status_code} {ready.text}"
+            assert "redis" in ready.text, ready.text
+        # Tagging through both replicas still serialises on the repository (host locks meanwhile).
+        push_manifest(b, repo, "during-b", during.manifest)
+    finally:
+        topology.redis.restart()
+
+    def readyz_ok(url: str) -> Callable[[], bool]:
+        return lambda: httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+
+    for url in topology.replicas:
+        assert wait_until(readyz_ok(url), 15.0, 0.2) is not None, f"{url}/readyz not ok 15s after Redis came back"
+    after = push_random_image(b, repo, "after")
+    assert_pullable(a, repo, "after", after)
+    assert sorted(all_tags(lb_client, repo)) == ["after", "before", "during", "during-b"]
+
+    doomed = push_random_image(a, repo)
+    delete_manifest(a, repo, doomed.digest)
+    timeout = GC_DELAY + GC_MARGIN + 5.0
+    assert wait_until(all_gone(topology.root, repo, image_digests(doomed)[1:]), timeout, 0.1) is not None, (
+        f"GC did not resume after Redis came back: blobs of a deleted manifest still there after {timeout}s"
+    )
+    for image in (before, during, after):
+        for d in image_digests(image):
+            assert blob_file(topology.root, repo, d).exists(), f"tagged {d} collected"
