@@ -65,6 +65,12 @@ def test_durations_in_go_syntax(text: str, seconds: float) -> None:
         ({"storage": {"rootDirectory": "/r"}, "extensions": {"search": {"enable": True}}}, "extensions.search"),
         ({"storage": {"rootDirectory": "/r", "subPaths": {"a": {"rootDirectory": "/s"}}}}, "'a'"),
         ({"storage": {"rootDirectory": "/r", "storageDriver": {"name": "gcs"}}}, "storageDriver"),
+        ({"storage": {"rootDirectory": "/r", "remoteCache": True}}, "storage.remoteCache"),
+        ({"storage": {"rootDirectory": "/r", "cacheDriver": {"name": "redis", "url": "redis://h"}}}, "remoteCache"),
+        ({"storage": {"rootDirectory": "/r", "remoteCache": True, "cacheDriver": {"name": "redis"}}}, "url"),
+        ({"storage": {"rootDirectory": "/r", "remoteCache": True, "cacheDriver": {"name": "dynamodb"}}},
+         "cachetablename"),
+        ({"storage": {"rootDirectory": "/r", "cacheDriver": {"name": "memcached"}}}, "cacheDriver"),
     ],
 )
 def test_a_bad_key_or_value_is_named(raw: dict[str, Any], named: str) -> None:
@@ -75,10 +81,10 @@ def test_a_bad_key_or_value_is_named(raw: dict[str, Any], named: str) -> None:
 
 def test_keys_owned_by_later_work_are_accepted_and_reported(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
-    path.write_text(json.dumps({"storage": {"rootDirectory": "/r", "dedupe": False}}))
+    path.write_text(json.dumps({"storage": {"rootDirectory": "/r", "subPaths": {"/a": {"rootDirectory": "/s"}}}}))
     result = verify(path)
     assert result.returncode == 0
-    assert "storage.dedupe is accepted but not implemented yet" in result.stdout
+    assert "storage.subPaths is accepted but not implemented yet" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -26,11 +26,8 @@ REDIS_URL_ENV = "OCISTORE_REDIS_URL"
 # Keys that a later piece of work owns: accepted, and named in a warning until then.
 NOT_IMPLEMENTED_YET: frozenset[str] = frozenset(
     {
-        "storage.dedupe",
         "storage.subpaths",
         "storage.storagedriver",
-        "storage.cachedriver",
-        "storage.remotecache",
     }
 )
 
@@ -130,10 +127,27 @@ def _mapping(v: Any) -> Mapping[str, Any]:
     raise ValueError("expected an object")
 
 
+_CACHE_KEYS = {
+    "embedded": {"name", "rootdir"},
+    "boltdb": {"name", "rootdir"},
+    "redis": {"name", "url", "keyprefix"},
+    "dynamodb": {"name", "endpoint", "region", "cachetablename", "repometatablename", "imagemetatablename",
+                 "repoblobsinfotablename", "userdatatablename", "apikeytablename", "versiontablename"},
+}
+_CACHE_REQUIRED = {"redis": ("url",), "dynamodb": ("cachetablename",)}
+
+
 def _cache_driver(v: Any) -> Mapping[str, Any]:
-    m = _mapping(v)
-    if "name" not in {k.lower() for k in m}:
-        raise ValueError("a cacheDriver needs a name (embedded, boltdb, redis or dynamodb)")
+    m = {str(k).lower(): val for k, val in _mapping(v).items()}
+    name = m.get("name")
+    if name not in _CACHE_KEYS:
+        raise ValueError("cacheDriver.name must be embedded, boltdb, redis or dynamodb")
+    unknown = set(m) - _CACHE_KEYS[name]
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))} for a {name} cacheDriver")
+    for key in _CACHE_REQUIRED.get(name, ()):
+        if not isinstance(m.get(key), str) or not m[key]:
+            raise ValueError(f"a {name} cacheDriver needs {key}")
     return m
 
 
@@ -217,6 +231,12 @@ def _storage(raw: Any, where: str, pending: list[str]) -> StorageConfig:
     values = _walk(plain, _STORAGE_KEYS, where, pending)
     if "root_directory" not in values:
         raise ConfigError(f"{where}.rootDirectory: required")
+    remote = values.get("remote_cache", False)
+    cache_name = (values.get("cache_driver") or {}).get("name", "embedded")
+    if remote and cache_name not in ("redis", "dynamodb"):
+        raise ConfigError(f"{where}.remoteCache: true needs a cacheDriver named redis or dynamodb")
+    if not remote and cache_name in ("redis", "dynamodb"):
+        raise ConfigError(f"{where}.cacheDriver: a {cache_name} cache is remote: set {where}.remoteCache to true")
     subs: dict[str, StorageConfig] = {}
     if sub_raw is not None:
         if not isinstance(sub_raw, Mapping):

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from . import dedupe
 from .digests import Digest
 from .errors import RegistryError
 from .layout import BLOBS_DIR, uploads_dir
@@ -134,6 +135,7 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
     async def delete_doomed() -> None:
         for path in doomed:
             await _delete_quietly(store, path)
+            await dedupe.forget(store, path)
 
     doomed: list[str] = []
     await store.index.update(repo, sweep, after_write=delete_doomed)

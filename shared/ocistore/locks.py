@@ -29,6 +29,8 @@ from .config import Config
 
 log = logging.getLogger("ocistore.locks")
 
+STRIPES = 512
+
 
 class Locks(Protocol):
     def hold(self, name: str) -> AbstractAsyncContextManager[None]: ...
@@ -51,12 +53,24 @@ class FileLocks:
         self.directory = directory
         os.makedirs(directory, exist_ok=True)
 
-    def _path(self, name: str, suffix: str) -> str:
-        return os.path.join(self.directory, hashlib.sha256(name.encode()).hexdigest()[:40] + suffix)
+    def _path(self, name: str) -> str:
+        """A fixed set of files per kind of lock (the part of the name before `:`).
+
+        Creating a file costs more than the lock itself, so names share striped files
+        instead of one file each; striping within a kind never nests a lock in itself,
+        since only locks of different kinds are ever held together.
+        """
+        kind = name.split(":", 1)[0]
+        stripe = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % STRIPES
+        return os.path.join(self.directory, f"{kind}-{stripe}.lock")
+
+    def _claim_path(self, name: str) -> str:
+        """Claims are few (one per repository awaiting GC, one per ticker): a file each."""
+        return os.path.join(self.directory, "claim-" + hashlib.sha256(name.encode()).hexdigest()[:40])
 
     @asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[None]:
-        fd = os.open(self._path(name, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self._path(name), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -67,7 +81,7 @@ class FileLocks:
             os.close(fd)
 
     async def try_claim(self, name: str, ttl: float) -> bool:
-        path = self._path(name, ".claim")
+        path = self._claim_path(name)
         async with self.hold(f"claim:{name}"):
             try:
                 with open(path) as f:
@@ -81,7 +95,7 @@ class FileLocks:
 
     async def release_claim(self, name: str) -> None:
         try:
-            os.unlink(self._path(name, ".claim"))
+            os.unlink(self._claim_path(name))
         except FileNotFoundError:
             pass
 

@@ -19,6 +19,7 @@ from ocistore.errors import ErrorCode, RegistryError
 from ocistore.messaging import EventEmitter
 from ocistore.registry import Registry, Store
 from ocistore.scrub import load_report, metrics_text, report_rows
+from ocistore.usage import measure
 
 from . import blob_routes, discovery_routes, manifest_routes, upload_routes
 from .paths import parse_path
@@ -98,6 +99,11 @@ def create_app(registry: Registry, emitter: EventEmitter) -> FastAPI:
         )
         return Response(text, media_type="text/plain; version=0.0.4")
 
+    async def usage(request: Request) -> Response:
+        """Logical and physical bytes per store and repository (one walk of each store)."""
+        return json_response({store.route or "/": (await measure(store)).as_dict()
+                              for store in registry.stores.values()})
+
     async def scrub_report(request: Request) -> Response:
         reports = {store.route or "/": await load_report(store) for store in registry.stores.values()}
         return json_response({
@@ -113,6 +119,7 @@ def create_app(registry: Registry, emitter: EventEmitter) -> FastAPI:
     app.add_route("/readyz", readyz, methods=["GET"])
     app.add_route("/metrics", metrics, methods=["GET"])
     app.add_route("/scrub/report", scrub_report, methods=["GET"])
+    app.add_route("/storage/usage", usage, methods=["GET"])
     return app
 
 

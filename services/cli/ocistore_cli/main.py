@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from pathlib import Path
 
 from ocistore.config import Config, ConfigError, load_config, warn_pending
+from ocistore.dedupe import reconcile
 from ocistore.durations import format_duration
 from ocistore.gc import collect_repository
 from ocistore.logs import setup_logging
 from ocistore.registry import Registry
 from ocistore.registry.catalog import list_repositories
 from ocistore.scrub import load_report, report_rows, scrub_store
+from ocistore.usage import measure
 
 from .progress import Progress
 
@@ -108,6 +111,57 @@ async def _scrub(registry: Registry, repo: str | None) -> None:
               f"({report.blobs_checked} blobs, {report.bytes_hashed} bytes hashed in all passes)")
 
 
+def _cmd_dedupe(args: argparse.Namespace) -> None:
+    config = _load(args.config)
+    registry = Registry.from_config(config)
+    asyncio.run(_reconcile(registry))
+
+
+async def _reconcile(registry: Registry) -> None:
+    for store in registry.stores.values():
+        progress = Progress("reconcile", total=None, unit=" blobs")
+        async with store.locks.hold("dedupe-reconcile:store"):
+            report = await reconcile(store, progress.step)
+        progress.done()
+        print(f"store {store.route or '/'}: dedupe {'on' if report.dedupe else 'off'}: {report.blobs} blobs, "
+              f"{report.digests} digests, {report.linked} linked, {report.copied} copied back, "
+              f"{report.seconds:.1f}s")
+
+
+def _cmd_du(args: argparse.Namespace) -> None:
+    config = _load(args.config)
+    registry = Registry.from_config(config)
+    asyncio.run(_du(registry, args.repo, args.json))
+
+
+async def _du(registry: Registry, repo: str | None, as_json: bool) -> None:
+    result: dict[str, object] = {}
+    for store in registry.stores.values():
+        if repo and not registry.routes_to(repo, store):
+            continue
+        progress = Progress("du", total=None, unit=" blobs")
+        usage = await measure(store, repo, progress.step)
+        progress.done()
+        result[store.route or "/"] = usage.as_dict()
+        if not as_json:
+            t = usage.total
+            print(f"store {store.route or '/'}: logical {_size(t.logical)}, physical {_size(t.physical)}, "
+                  f"saved {_size(t.saved)} ({t.blobs} blobs)")
+            for name, u in sorted(usage.repositories.items()):
+                print(f"  {name}: logical {_size(u.logical)}, physical {_size(u.physical)}, saved {_size(u.saved)}")
+    if as_json:
+        print(json.dumps(result, indent=2))
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
+        value /= 1024
+    return f"{n} B"
+
+
 def _cmd_topology(args: argparse.Namespace) -> None:
     config = _load(args.config)
     setup_logging(config)
@@ -152,6 +206,22 @@ def build_parser() -> argparse.ArgumentParser:
     scrub.add_argument("--repo", help="only this repository")
     scrub.add_argument("--report", action="store_true", help="print the current report instead of scrubbing")
     scrub.set_defaults(func=_cmd_scrub)
+    dd = sub.add_parser(
+        "dedupe", help="reconcile existing storage with the dedupe setting now",
+        description="With dedupe on, turn every duplicate blob into a link to one original and rebuild the "
+                    "cache; with dedupe off, give every holder its own copy again. Runs while the registry "
+                    "serves; the workers also run it by themselves after the setting changes.",
+    )
+    dd.add_argument("config", nargs="?", help="zot-format config file (default: ./data)")
+    dd.add_argument("--reconcile", action="store_true", required=True, help="run the reconcile pass")
+    dd.set_defaults(func=_cmd_dedupe)
+    du = sub.add_parser("du", help="logical and physical bytes per repository and per store",
+                        description="Report what the repositories hold (logical bytes), what that takes on "
+                                    "disk (physical bytes, each copy counted once) and what dedupe saves.")
+    du.add_argument("config", nargs="?", help="zot-format config file (default: ./data)")
+    du.add_argument("--repo", help="only this repository")
+    du.add_argument("--json", action="store_true", help="print JSON")
+    du.set_defaults(func=_cmd_du)
     topo = sub.add_parser(
         "topology", help="run the scaled topology as local processes (no containers)",
         description="Start redis-server (unless the config names a redis URL), N ocistore-api replicas, "

@@ -29,6 +29,7 @@ def serve(config: Config) -> None:
     import ocistore_scrub_worker.actors as scrub_actors
 
     gc_actors.configure(config, broker)
+    gc_actors.schedule_reconcile(config, broker)
     scrub_actors.configure(config)
     worker = start_worker(broker, [q.value for q in Queue], threads=2)
     candidates = (gc_actors.sweep_ticker(config, broker), scrub_actors.pass_ticker(config, broker))

@@ -1,21 +1,27 @@
-"""GC actors.  Import only after `ocistore.messaging.setup_broker`: actors bind to the
-broker that is global at import time.
+"""GC and dedupe actors.  Import only after `ocistore.messaging.setup_broker`: actors
+bind to the broker that is global at import time.
 
-The algorithm is `ocistore.gc`; these actors only decide when it runs: a deletion
-schedules one GC of its repository `gcDelay` later (repeated deletions collapse into
-that one), and `gc_sweep` collects every repository of every store.
+The algorithms are `ocistore.gc` and `ocistore.dedupe`; these actors only decide when
+they run: a deletion schedules one GC of its repository `gcDelay` later (repeated
+deletions collapse into that one), `gc_sweep` collects every repository of every store,
+`dedupe_index` makes sure a committed blob is in the dedupe cache, and
+`dedupe_reconcile` brings a store in line after `dedupe` was switched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import dramatiq
 
 from ocistore.config import Config
-from ocistore.events import GC_REPOSITORY, GC_SWEEP
+from ocistore.dedupe import needs_reconcile, reconcile
+from ocistore.digests import Digest
+from ocistore.events import DEDUPE_RECONCILE, GC_REPOSITORY, GC_SWEEP
 from ocistore.gc import GCReport, collect_repository, collect_store
+from ocistore.layout import blob_path
 from ocistore.locks import locks_for
 from ocistore.messaging import enqueue
 from ocistore.registry import Registry, Store
@@ -88,3 +94,37 @@ def sweep_ticker(config: Config, broker: dramatiq.Broker) -> Ticker | None:
     if not config.storage.gc or not config.storage.gc_interval:
         return None
     return Ticker(broker, GC_SWEEP, config.storage.gc_interval, lambda: locks_for(config), "gc:sweep")
+
+
+@dramatiq.actor(actor_name="dedupe_index", queue_name="dedupe", max_retries=5)
+async def dedupe_index(event: dict[str, Any]) -> None:
+    """The API records holders inline; this catches any it could not (a cache outage)."""
+    assert _ctx.registry is not None, "configure() first"
+    store = _ctx.registry.stores.get(event["store"])
+    if store is None or store.cache is None:
+        return
+    path = blob_path(event["repo"], Digest.parse(event["digest"]))
+    if await store.driver.exists(path):
+        await store.cache.add(event["digest"], path)
+
+
+@dramatiq.actor(actor_name="dedupe_reconcile", queue_name="dedupe", max_retries=3, time_limit=_DAY_MS)
+async def dedupe_reconcile(force: bool = False) -> None:
+    assert _ctx.registry is not None, "configure() first"
+    for store in _ctx.registry.stores.values():
+        if force or await needs_reconcile(store):
+            async with store.locks.hold("dedupe-reconcile:store"):
+                report = await reconcile(store)
+            log.info("dedupe reconcile of %s (dedupe %s): %d blobs, %d digests, %d linked, %d copied in %.1fs",
+                     store.route or "/", "on" if report.dedupe else "off", report.blobs, report.digests,
+                     report.linked, report.copied, report.seconds)
+
+
+def schedule_reconcile(config: Config, broker: dramatiq.Broker) -> None:
+    """At start-up: one reconcile job (across all processes) if a store's dedupe changed."""
+
+    async def claim() -> bool:
+        return await locks_for(config).try_claim("dedupe:reconcile", 60)
+
+    if asyncio.run(claim()):
+        enqueue(broker, DEDUPE_RECONCILE)

@@ -13,7 +13,7 @@ from ocistore.workers import run_until_signalled, start_worker
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="ocistore-gc-worker",
-                                     description="Run garbage collection jobs from the gc queue.")
+                                     description="Run garbage collection (queue gc) and dedupe jobs (queue dedupe).")
     parser.add_argument("config", help="zot-format config file with a redis URL")
     parser.add_argument("--threads", type=int, default=2, help="concurrent jobs (default 2)")
     args = parser.parse_args(argv)
@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     from . import actors
 
     actors.configure(config, broker)
+    actors.schedule_reconcile(config, broker)
     worker = start_worker(broker, [Queue.GC.value, Queue.DEDUPE.value], args.threads)
     ticker = actors.sweep_ticker(config, broker)
     run_until_signalled(worker, [ticker] if ticker else [])

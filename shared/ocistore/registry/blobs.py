@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from .. import dedupe
 from ..digests import Digest
 from ..errors import ErrorCode, RegistryError
 from ..layout import blob_path
@@ -26,26 +27,28 @@ def read_blob(store: Store, repo: str, digest: Digest, offset: int = 0,
 
 
 async def delete_blob(store: Store, repo: str, digest: Digest) -> None:
+    path = blob_path(repo, digest)
     try:
-        await store.driver.delete(blob_path(repo, digest))
+        await store.driver.delete(path)
     except PathNotFound:
         raise RegistryError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)}) from None
+    await dedupe.forget(store, path)
 
 
 async def mount_blob(store: Store, repo: str, digest: Digest, from_repo: str | None) -> bool:
     """Make `repo` hold a blob another repository of the store holds; False when none does.
 
-    Without `from_repo` (spec 1.1) any repository of this store may serve as the source.
+    Without `from_repo` (spec 1.1) the blob may come from anywhere in the store: the dedupe
+    cache's original, or (dedupe off) any repository that holds it.
     """
+    if from_repo is not None and (not is_valid_name(from_repo) or from_repo == repo):
+        return False
+    await store.index.ensure(repo)
     if from_repo is not None:
-        sources = [from_repo] if is_valid_name(from_repo) and from_repo != repo else []
-    else:
-        sources = [r async for r in list_repositories(store) if r != repo]
-    for source in sources:
-        try:
-            await store.index.ensure(repo)
-            await store.driver.link(blob_path(source, digest), blob_path(repo, digest))
-        except PathNotFound:
-            continue
-        return True
+        return await dedupe.link_existing(store, repo, digest, blob_path(from_repo, digest))
+    if store.cache is not None:
+        return await dedupe.link_existing(store, repo, digest, None)
+    async for source in list_repositories(store):
+        if source != repo and await store.driver.exists(blob_path(source, digest)):
+            return await dedupe.link_existing(store, repo, digest, blob_path(source, digest))
     return False

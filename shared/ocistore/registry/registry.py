@@ -6,10 +6,15 @@ store; everything else lives in the default store.
 
 from __future__ import annotations
 
+import logging
+
+from ..cache import open_cache
 from ..config import Config, StorageConfig
 from ..locks import Locks, locks_for
 from ..storage.local import LocalDriver
 from .store import Store
+
+log = logging.getLogger("ocistore")
 
 
 class Registry:
@@ -31,4 +36,11 @@ class Registry:
 
 
 def _make_store(cfg: StorageConfig, locks: Locks, route: str) -> Store:
-    return Store(LocalDriver(cfg.root_directory, commit=cfg.commit), cfg, locks, route)
+    driver = LocalDriver(cfg.root_directory, commit=cfg.commit)
+    cache = None
+    if cfg.dedupe:
+        if driver.supports_links:
+            cache = open_cache(cfg.cache_driver, cfg.root_directory)
+        else:
+            log.warning("store %s: %s cannot hold hard links, so dedupe is off", route or "/", cfg.root_directory)
+    return Store(driver, cfg, locks, route, cache)

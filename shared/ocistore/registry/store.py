@@ -11,6 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from ..cache import BlobCache
 from ..coalesce import Coalesced
 from ..config import StorageConfig
 from ..digests import Hasher
@@ -53,8 +54,11 @@ class UploadHash:
 
 
 class Store:
-    def __init__(self, driver: StorageDriver, config: StorageConfig, locks: Locks, route: str = "") -> None:
+    def __init__(self, driver: StorageDriver, config: StorageConfig, locks: Locks, route: str = "",
+                 cache: BlobCache | None = None) -> None:
         self.driver = driver
+        # The dedupe cache; None when dedupe is off (or the storage cannot link).
+        self.cache = cache
         self.config = config
         self.locks = locks
         self.route = route

@@ -14,9 +14,10 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from .. import dedupe
 from ..digests import Digest, Hasher, new_hasher
 from ..errors import ErrorCode, RegistryError
-from ..layout import UPLOAD_ID_RE, blob_path, upload_path
+from ..layout import UPLOAD_ID_RE, upload_path
 from ..storage import FileWriter, PathNotFound
 from .store import Store, UploadHash
 
@@ -146,7 +147,7 @@ async def finish(store: Store, repo: str, upload_id: str, digest: Digest,
     if state.hasher.hexdigest() != digest.encoded:
         await _drop(store, path)
         raise RegistryError(ErrorCode.DIGEST_INVALID, {"digest": str(digest)})
-    await store.driver.move(path, blob_path(repo, digest))
+    await dedupe.place(store, repo, digest, path)
 
 
 async def monolithic(store: Store, repo: str, digest: Digest, chunks: AsyncIterator[bytes]) -> None:
@@ -164,7 +165,7 @@ async def monolithic(store: Store, repo: str, digest: Digest, chunks: AsyncItera
     if hasher.hexdigest() != digest.encoded:
         await _drop(store, path)
         raise RegistryError(ErrorCode.DIGEST_INVALID, {"digest": str(digest)})
-    await store.driver.move(path, blob_path(repo, digest))
+    await dedupe.place(store, repo, digest, path)
 
 
 async def cancel(store: Store, repo: str, upload_id: str) -> None:

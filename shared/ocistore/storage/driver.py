@@ -46,6 +46,8 @@ class FileWriter(ABC):
 
 class StorageDriver(ABC):
     name: str
+    # Whether `link` shares bytes (hard links) rather than copying them: dedupe needs it.
+    supports_links: bool = False
 
     @abstractmethod
     async def get_content(self, path: str) -> bytes: ...

@@ -66,6 +66,7 @@ class LocalDriver(StorageDriver):
         self.root = os.path.abspath(root)
         self.commit = commit
         os.makedirs(self.root, exist_ok=True)
+        self.supports_links = _probe_links(self.root)
 
     def full(self, path: str) -> str:
         """The OS path of a key; refuses anything that could step outside the root."""
@@ -215,6 +216,21 @@ class LocalDriver(StorageDriver):
         entries = await asyncio.to_thread(_scan_tree, top, self.root)
         for info in entries:
             yield info
+
+
+def _probe_links(root: str) -> bool:
+    """Whether this filesystem takes hard links (some network and FUSE ones do not)."""
+    probe = os.path.join(root, f".link-probe-{uuid.uuid4().hex}")
+    try:
+        with open(probe, "wb"):
+            pass
+        os.link(probe, probe + ".2")
+        os.unlink(probe + ".2")
+        return True
+    except OSError:
+        return False
+    finally:
+        _unlink_quietly(probe)
 
 
 def _fsync_file(path: str) -> None:

@@ -1,0 +1,64 @@
+"""Storage accounting: what the repositories hold, and what that costs on disk.
+
+Logical bytes add up every blob of every repository; physical bytes count each stored
+copy once (an inode on disk, an object elsewhere), so their difference is what dedupe
+saves.  One walk of the store gives both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .dedupe import blob_digest
+from .registry.store import Store
+
+
+@dataclass
+class Usage:
+    logical: int = 0
+    physical: int = 0
+    blobs: int = 0
+
+    @property
+    def saved(self) -> int:
+        return self.logical - self.physical
+
+    def as_dict(self) -> dict[str, Any]:
+        ratio = self.physical / self.logical if self.logical else 1.0
+        return {"blobs": self.blobs, "logical_bytes": self.logical, "physical_bytes": self.physical,
+                "saved_bytes": self.saved, "physical_to_logical": round(ratio, 4)}
+
+
+@dataclass
+class StoreUsage:
+    total: Usage = field(default_factory=Usage)
+    repositories: dict[str, Usage] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.total.as_dict(),
+                "repositories": {name: u.as_dict() for name, u in sorted(self.repositories.items())}}
+
+
+async def measure(store: Store, repo: str | None = None,
+                  progress: Callable[[int], None] | None = None) -> StoreUsage:
+    out = StoreUsage()
+    seen_store: set[str] = set()
+    seen_repo: dict[str, set[str]] = {}
+    prefix = f"{repo}/blobs/" if repo else ""
+    async for f in store.driver.walk(f"{repo}/blobs" if repo else ""):
+        if blob_digest(f.path) is None or not f.path.startswith(prefix):
+            continue
+        name = f.path.rsplit("/blobs/", 1)[0]
+        usage = out.repositories.setdefault(name, Usage())
+        ident = f.ident or f.path
+        for u, seen in ((usage, seen_repo.setdefault(name, set())), (out.total, seen_store)):
+            u.logical += f.size
+            u.blobs += 1
+            if ident not in seen:
+                seen.add(ident)
+                u.physical += f.size
+        if progress is not None:
+            progress(1)
+    return out
