@@ -1,0 +1,43 @@
+"""Dedupe runs against every cache driver, each a real server: embedded SQLite, a real
+`redis-server`, and DynamoDB on moto's server mode."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers import RedisServer
+
+CACHES = ["embedded", "redis"]
+
+
+@pytest.fixture(scope="session")
+def dedupe_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("dedupe-redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=CACHES)
+def cache_storage(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The storage keys of a config whose dedupe uses the parametrised cache (fresh keys/tables)."""
+    unique = uuid.uuid4().hex[:10]
+    if request.param == "embedded":
+        return {"dedupe": True}
+    if request.param == "redis":
+        redis: RedisServer = request.getfixturevalue("dedupe_redis")
+        return {"dedupe": True, "remoteCache": True,
+                "cacheDriver": {"name": "redis", "url": redis.url, "keyprefix": f"t{unique}"}}
+    raise AssertionError(request.param)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path

@@ -1,0 +1,34 @@
+"""The cache contract, the same for every driver: originals, holders, promotion."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from ocistore.cache import open_cache
+
+D = "sha256:" + "ab" * 32
+
+
+def test_original_holders_and_promotion(cache_storage: dict[str, Any], tmp_path: Path) -> None:
+    async def scenario() -> None:
+        cache = open_cache(cache_storage.get("cacheDriver"), str(tmp_path))
+        try:
+            assert await cache.original(D) is None
+            assert await cache.holders(D) == []
+            await cache.add(D, "a/blobs/sha256/x")
+            await cache.add(D, "b/blobs/sha256/x")
+            await cache.add(D, "a/blobs/sha256/x")  # idempotent
+            assert await cache.original(D) == "a/blobs/sha256/x"
+            assert await cache.holders(D) == ["a/blobs/sha256/x", "b/blobs/sha256/x"]
+            await cache.remove(D, "a/blobs/sha256/x")
+            assert await cache.original(D) == "b/blobs/sha256/x"
+            await cache.remove(D, "nobody")  # unknown holder: nothing happens
+            await cache.remove(D, "b/blobs/sha256/x")
+            assert await cache.original(D) is None
+            assert await cache.holders(D) == []
+        finally:
+            await cache.close()
+
+    asyncio.run(scenario())
