@@ -1,8 +1,10 @@
 """Shared fixtures.
 
-`registry` is a real server per deployment mode; the API suite uses it through
-`client`, and each test gets its own repository name through `repo`, so tests never
-see each other's data on the shared server.
+`registry` is a real deployment per mode: one `ocistore serve` process; the same with a
+subPaths store holding the repositories under test; and the scaled topology (two API
+replicas behind a load balancer, both workers, a real Redis).  The API suite uses it
+through `client`, and each test gets its own repository name through `repo`, so tests
+never see each other's data on the shared deployment.
 """
 
 from __future__ import annotations
@@ -14,14 +16,38 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import OcistoreServer
+from tests.servers import OcistoreServer, OcistoreTopology, RedisServer
 
-DEPLOYMENT_MODES = ["single-process"]
+DEPLOYMENT_MODES = ["single-process", "subpaths", "topology"]
+Deployment = OcistoreServer | OcistoreTopology
+
+
+@pytest.fixture(scope="session")
+def session_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _deployment(mode: str, workdir: Path, request: pytest.FixtureRequest) -> Deployment:
+    if mode == "single-process":
+        return OcistoreServer(workdir)
+    if mode == "subpaths":
+        # The suite's repositories are all named test/...: they live in the /test store.
+        return OcistoreServer(workdir, storage={"subPaths": {"/test": {"rootDirectory": str(workdir / "sub")}}})
+    if mode == "topology":
+        redis: RedisServer = request.getfixturevalue("session_redis")
+        return OcistoreTopology(workdir, redis.url)
+    raise AssertionError(mode)
 
 
 @pytest.fixture(scope="session", params=DEPLOYMENT_MODES)
-def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OcistoreServer]:
-    server = OcistoreServer(tmp_path_factory.mktemp(f"registry-{request.param}")).start()
+def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    server = _deployment(request.param, tmp_path_factory.mktemp(f"registry-{request.param}"), request)
+    server.start()
     try:
         yield server
     finally:
@@ -29,7 +55,7 @@ def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 
 @pytest.fixture
-def client(registry: OcistoreServer) -> Iterator[httpx.Client]:
+def client(registry: Deployment) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=registry.url, timeout=60.0) as c:
         yield c
 

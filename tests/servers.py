@@ -83,6 +83,9 @@ class OcistoreServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def repo_path(self, repo: str) -> Path:
+        return repo_path(self.config_path, repo)
+
     def rss_kib(self) -> int:
         assert self.proc is not None
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -90,6 +93,13 @@ class OcistoreServer:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
         raise RuntimeError("no VmRSS")
+
+
+def repo_path(config_path: Path, repo: str) -> Path:
+    """Where a repository's layout lives on disk, following the config's subPaths."""
+    storage = json.loads(config_path.read_text())["storage"]
+    sub = storage.get("subPaths", {}).get("/" + repo.split("/", 1)[0])
+    return Path((sub or storage)["rootDirectory"]) / repo
 
 
 def require_tool(name: str) -> str:
@@ -165,3 +175,90 @@ class RedisServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class OcistoreTopology:
+    """`ocistore topology CONFIG --replicas N`: replicas behind a load balancer, both workers.
+
+    Shaped like OcistoreServer (url, port, root, config_path), so a suite written for one
+    server runs unchanged against the scaled topology.
+    """
+
+    def __init__(self, workdir: Path, redis_url: str | None, storage: dict[str, Any] | None = None,
+                 extra: dict[str, Any] | None = None, replicas: int = 2) -> None:
+        self.workdir = workdir
+        self.root = workdir / "data"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.replicas_wanted = replicas
+        config: dict[str, Any] = {
+            "distSpecVersion": "1.1.0",
+            "storage": {"rootDirectory": str(self.root), **(storage or {})},
+            "http": {"address": "127.0.0.1", "port": str(self.port)},
+            "log": {"level": "info"},
+            **({"redis": redis_url} if redis_url else {}),  # without one, the launcher starts its own
+            **(extra or {}),
+        }
+        self.config_path = workdir / "config.json"
+        self.config_path.write_text(json.dumps(config, indent=2))
+        self.state_path = workdir / "state.json"
+        self.log_path = workdir / "topology.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.replicas: list[str] = []
+        self.logs: Path | None = None
+        self.pids: list[int] = []
+
+    def start(self, timeout: float = 60.0) -> OcistoreTopology:
+        logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(BIN / "ocistore"), "topology", str(self.config_path), "--replicas", str(self.replicas_wanted),
+             "--state", str(self.state_path)],
+            stdout=logf, stderr=subprocess.STDOUT, cwd=self.workdir,
+        )
+        logf.close()
+        deadline = time.monotonic() + timeout
+        state: dict[str, Any] = {}
+        while not state:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ocistore topology exited with {self.proc.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"no state file after {timeout}s:\n{self.log()}")
+            try:
+                state = json.loads(self.state_path.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                time.sleep(0.1)
+        self.replicas = [str(u) for u in state["replicas"]]
+        self.logs = Path(str(state["logs"]))
+        self.pids = [int(p) for p in state["pids"]]
+        for url in [self.url, *self.replicas]:
+            wait_http(f"{url}/v2/", self.proc, timeout)
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM the launcher, which stops its children; kill what it left if it had to be killed."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(40)
+                return
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for pid in self.pids:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    ours = b"ocistore" in f.read()
+                if ours:
+                    os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def repo_path(self, repo: str) -> Path:
+        return repo_path(self.config_path, repo)
+
+    def log(self) -> str:
+        parts = [self.log_path.read_text(errors="replace") if self.log_path.exists() else ""]
+        if self.logs is not None:
+            parts += [f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.logs.glob("*.log"))]
+        return "\n".join(parts)

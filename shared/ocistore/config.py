@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,7 +27,6 @@ REDIS_URL_ENV = "OCISTORE_REDIS_URL"
 # Keys that a later piece of work owns: accepted, and named in a warning until then.
 NOT_IMPLEMENTED_YET: frozenset[str] = frozenset(
     {
-        "storage.subpaths",
         "storage.storagedriver",
     }
 )
@@ -225,7 +225,6 @@ def _storage(raw: Any, where: str, pending: list[str]) -> StorageConfig:
             if where != "storage":
                 raise ConfigError(f"{where}.{k}: subPaths cannot be nested")
             sub_raw = v
-            pending.append(f"{where}.{k}")
         else:
             plain[k] = v
     values = _walk(plain, _STORAGE_KEYS, where, pending)
@@ -243,12 +242,41 @@ def _storage(raw: Any, where: str, pending: list[str]) -> StorageConfig:
             raise ConfigError(f"{where}.subPaths: expected an object keyed by route, got {sub_raw!r}")
         for route, sub in sub_raw.items():
             route_s = str(route)
-            if not route_s.startswith("/") or route_s.count("/") != 1 or len(route_s) < 2:
+            if not route_s.startswith("/") or not _COMPONENT.match(route_s[1:]):
                 raise ConfigError(
                     f"{where}.subPaths: invalid route {route_s!r}: use '/' and one name component, e.g. '/infra'"
                 )
             subs[route_s] = _storage(sub, f"{where}.subPaths.{route_s}", pending)
-    return StorageConfig(**values, sub_paths=subs)
+    storage = StorageConfig(**values, sub_paths=subs)
+    if subs:
+        _check_roots(storage)
+    return storage
+
+
+_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$")
+
+
+def store_location(cfg: StorageConfig) -> tuple[str, str]:
+    """(where, path) of a store's data: two stores may not share or nest them."""
+    driver = {str(k).lower(): v for k, v in (cfg.storage_driver or {}).items()}
+    if driver.get("name") == "s3":
+        where = f"s3://{driver.get('regionendpoint') or ''}/{driver.get('bucket')}"
+        return where, "/" + str(driver.get("rootdirectory") or "").strip("/")
+    return "local", os.path.abspath(cfg.root_directory)
+
+
+def _check_roots(storage: StorageConfig) -> None:
+    stores = [("storage", storage)] + [(f"storage.subPaths.{r}", s) for r, s in storage.sub_paths.items()]
+    for i, (name_a, a) in enumerate(stores):
+        for name_b, b in stores[i + 1:]:
+            (where_a, path_a), (where_b, path_b) = store_location(a), store_location(b)
+            if where_a != where_b:
+                continue
+            pa, pb = path_a.rstrip("/") + "/", path_b.rstrip("/") + "/"
+            if pa.startswith(pb) or pb.startswith(pa):
+                relation = "the same root" if pa == pb else "nested roots"
+                raise ConfigError(f"{name_a} ({path_a}) and {name_b} ({path_b}) have {relation}: "
+                                  "each store needs a root of its own")
 
 
 def parse_config(raw: Any) -> Config:

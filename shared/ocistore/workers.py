@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import dramatiq
 
@@ -26,10 +27,11 @@ class Ticker(threading.Thread):
     """Every `interval` seconds, enqueue `actor` unless another process already did."""
 
     def __init__(self, broker: dramatiq.Broker, actor: ActorRef, interval: float,
-                 make_locks: Callable[[], Locks], claim: str) -> None:
+                 make_locks: Callable[[], Locks], claim: str, *args: Any) -> None:
         super().__init__(name=f"ticker-{actor.name}", daemon=True)
         self.broker = broker
         self.actor = actor
+        self.args = args
         self.interval = interval
         self.make_locks = make_locks
         self.claim = claim
@@ -44,7 +46,7 @@ class Ticker(threading.Thread):
             try:
                 # A little less than the interval, so the next tick of any process can claim.
                 if await locks.try_claim(self.claim, self.interval * 0.9):
-                    enqueue(self.broker, self.actor)
+                    enqueue(self.broker, self.actor, *self.args)
             except Exception as exc:
                 log.warning("could not schedule %s: %s", self.actor.name, exc)
             await asyncio.to_thread(self._stop.wait, self.interval)

@@ -32,8 +32,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-def leftover_uploads(root: Path, repo: str) -> list[Path]:
-    uploads = root / repo / ".uploads"
+def leftover_uploads(registry: OcistoreServer, repo: str) -> list[Path]:
+    uploads = registry.repo_path(repo) / ".uploads"
     return [p for p in uploads.iterdir()] if uploads.exists() else []
 
 
@@ -43,9 +43,9 @@ def test_monolithic_push_cut_short_leaves_no_blob_and_no_file(
     data = os.urandom(200_000)
     digest = digest_of(data)
     send_half(registry, "POST", f"/v2/{repo}/blobs/uploads/?digest={digest}", len(data), data[:70_000])
-    wait_for(lambda: not leftover_uploads(registry.root, repo))
+    wait_for(lambda: not leftover_uploads(registry, repo))
     assert client.head(f"/v2/{repo}/blobs/{digest}").status_code == 404
-    assert leftover_uploads(registry.root, repo) == []
+    assert leftover_uploads(registry, repo) == []
     assert_intact(client, stored)
 
 

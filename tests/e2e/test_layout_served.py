@@ -59,7 +59,7 @@ def test_pushed_repository_is_a_layout_tools_read(
     """After a push, <root>/<repo> is an OCI layout: skopeo and umoci read it without the server."""
     skopeo("copy", "--dest-tls-verify=false", "--preserve-digests", skopeo_image.ref, f"docker://{host}/{repo}:v1")
 
-    stored = registry.root / repo
+    stored = registry.repo_path(repo)
     assert layout_tags(stored) == ["v1"]
     assert tag_digest(stored, "v1") == skopeo_image.digest
     info = json.loads(skopeo("inspect", f"oci:{stored}:v1").stdout)

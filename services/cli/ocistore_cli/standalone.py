@@ -32,8 +32,8 @@ def serve(config: Config) -> None:
     gc_actors.schedule_reconcile(config, broker)
     scrub_actors.configure(config)
     worker = start_worker(broker, [q.value for q in Queue], threads=2)
-    candidates = (gc_actors.sweep_ticker(config, broker), scrub_actors.pass_ticker(config, broker))
-    tickers = [t for t in candidates if t is not None]
+    scrub_ticker = scrub_actors.pass_ticker(config, broker)
+    tickers = gc_actors.sweep_tickers(config, broker) + ([scrub_ticker] if scrub_ticker else [])
     for t in tickers:
         t.start()
     emitter = EventEmitter(broker, config.redis_url)

@@ -3,7 +3,7 @@ bind to the broker that is global at import time.
 
 The algorithms are `ocistore.gc` and `ocistore.dedupe`; these actors only decide when
 they run: a deletion schedules one GC of its repository `gcDelay` later (repeated
-deletions collapse into that one), `gc_sweep` collects every repository of every store,
+deletions collapse into that one), `gc_sweep` collects every repository of a store,
 `dedupe_index` makes sure a committed blob is in the dedupe cache, and
 `dedupe_reconcile` brings a store in line after `dedupe` was switched.
 """
@@ -80,20 +80,21 @@ async def gc_repository(route: str, repo: str) -> None:
 
 
 @dramatiq.actor(actor_name="gc_sweep", queue_name="gc", max_retries=3, time_limit=_DAY_MS)
-async def gc_sweep() -> None:
-    assert _ctx.registry is not None, "configure() first"
-    for route in _ctx.registry.stores:
-        store = _store(route)
-        if store is not None:
-            async for report in collect_store(store):
-                _log(report)
+async def gc_sweep(route: str) -> None:
+    """Collect every repository of one store (each store sweeps at its own `gcInterval`)."""
+    store = _store(route)
+    if store is not None:
+        async for report in collect_store(store):
+            _log(report)
 
 
-def sweep_ticker(config: Config, broker: dramatiq.Broker) -> Ticker | None:
-    """Every `gcInterval`, one `gc_sweep` across all gc-workers (none when gc is off)."""
-    if not config.storage.gc or not config.storage.gc_interval:
-        return None
-    return Ticker(broker, GC_SWEEP, config.storage.gc_interval, lambda: locks_for(config), "gc:sweep")
+def sweep_tickers(config: Config, broker: dramatiq.Broker) -> list[Ticker]:
+    """Per store with gc on: every `gcInterval`, one `gc_sweep` across all gc-workers."""
+    stores = {"": config.storage, **config.storage.sub_paths}
+    return [
+        Ticker(broker, GC_SWEEP, cfg.gc_interval, lambda: locks_for(config), f"gc:sweep:{route}", route)
+        for route, cfg in stores.items() if cfg.gc and cfg.gc_interval
+    ]
 
 
 @dramatiq.actor(actor_name="dedupe_index", queue_name="dedupe", max_retries=5)

@@ -25,5 +25,4 @@ def main(argv: list[str] | None = None) -> None:
     actors.configure(config, broker)
     actors.schedule_reconcile(config, broker)
     worker = start_worker(broker, [Queue.GC.value, Queue.DEDUPE.value], args.threads)
-    ticker = actors.sweep_ticker(config, broker)
-    run_until_signalled(worker, [ticker] if ticker else [])
+    run_until_signalled(worker, actors.sweep_tickers(config, broker))

@@ -25,7 +25,11 @@ class Registry:
     @classmethod
     def from_config(cls, config: Config) -> Registry:
         """Stores as configured, with locks shared by every process that opens the same config."""
-        return cls({"": _make_store(config.storage, locks_for(config), "")})
+        locks = locks_for(config)
+        stores = {"": _make_store(config.storage, locks, "")}
+        for route, sub in config.storage.sub_paths.items():
+            stores[route] = _make_store(sub, locks, route)
+        return cls(stores)
 
     def store_for(self, repo: str) -> Store:
         first = repo.split("/", 1)[0]
