@@ -40,11 +40,18 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 
 def _cmd_verify(args: argparse.Namespace) -> None:
     config = _load(args.config)
-    s = config.storage
     print(f"{args.config}: ok")
-    print(f"  rootDirectory {s.root_directory}, dedupe {s.dedupe}, gc {s.gc}, "
-          f"gcDelay {format_duration(s.gc_delay)}, gcInterval {format_duration(s.gc_interval)}, commit {s.commit}")
+    for route, s in {"/": config.storage, **config.storage.sub_paths}.items():
+        cache = (s.cache_driver or {}).get("name", "embedded") if s.dedupe else "none"
+        driver = (s.storage_driver or {}).get("name", "local")
+        print(f"  store {route}: {driver} {s.root_directory}, dedupe {s.dedupe} (cache {cache}), gc {s.gc}, "
+              f"gcDelay {format_duration(s.gc_delay)}, gcInterval {format_duration(s.gc_interval)}, "
+              f"commit {s.commit}")
     print(f"  listens on {config.http.address}:{config.http.port}")
+    if config.redis_url:
+        print(f"  redis {config.redis_url}")
+    if config.scrub.enable:
+        print(f"  scrub every {format_duration(config.scrub.interval)}")
     for key in config.pending:
         print(f"  note: {key} is accepted but not implemented yet")
 
