@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,17 @@ def wait_http(url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 3
         except httpx.TransportError:
             time.sleep(0.05)
     raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> float | None:
+    """Poll until `predicate` holds; the time.time() it first held, or None on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return time.time()
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(interval)
 
 
 class OcistoreServer:
@@ -100,6 +112,17 @@ def repo_path(config_path: Path, repo: str) -> Path:
     storage = json.loads(config_path.read_text())["storage"]
     sub = storage.get("subPaths", {}).get("/" + repo.split("/", 1)[0])
     return Path((sub or storage)["rootDirectory"]) / repo
+
+
+def blob_file(root: Path, repo: str, digest: str) -> Path:
+    """Where a blob of `repo` lives under the store `root`."""
+    algorithm, encoded = digest.split(":", 1)
+    return root / repo / "blobs" / algorithm / encoded
+
+
+def all_gone(root: Path, repo: str, digests: list[str]) -> Callable[[], bool]:
+    """A predicate for wait_until: none of these blobs is on disk any more."""
+    return lambda: not any(blob_file(root, repo, d).exists() for d in digests)
 
 
 def require_tool(name: str) -> str:
@@ -207,12 +230,13 @@ class OcistoreTopology:
         self.replicas: list[str] = []
         self.logs: Path | None = None
         self.pids: list[int] = []
+        self.state: dict[str, Any] = {}  # the launcher's --state file, once it has written it
 
     def start(self, timeout: float = 60.0) -> OcistoreTopology:
         logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(BIN / "ocistore"), "topology", str(self.config_path), "--replicas", str(self.replicas_wanted),
-             "--state", str(self.state_path)],
+             "--state", str(self.state_path), "--logs", str(self.workdir / "logs")],
             stdout=logf, stderr=subprocess.STDOUT, cwd=self.workdir,
         )
         logf.close()
@@ -228,11 +252,16 @@ class OcistoreTopology:
                 state = json.loads(self.state_path.read_text())
             except (FileNotFoundError, json.JSONDecodeError):
                 time.sleep(0.1)
+        self.state = state
         self.replicas = [str(u) for u in state["replicas"]]
         self.logs = Path(str(state["logs"]))
         self.pids = [int(p) for p in state["pids"]]
-        for url in [self.url, *self.replicas]:
-            wait_http(f"{url}/v2/", self.proc, timeout)
+        try:
+            for url in [self.url, *self.replicas]:
+                wait_http(f"{url}/v2/", self.proc, timeout)
+        except RuntimeError:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
@@ -262,3 +291,12 @@ class OcistoreTopology:
         if self.logs is not None:
             parts += [f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.logs.glob("*.log"))]
         return "\n".join(parts)
+
+    def process_logs(self) -> list[Path]:
+        """Each started process's log file, by name (none before the launcher has written its state)."""
+        return sorted(self.logs.glob("*.log")) if self.logs is not None else []
+
+    def process_log(self, name: str) -> str:
+        """One process's log, by the launcher's name for it (api-1, gc-worker, scrub-worker)."""
+        path = self.logs / f"{name}.log" if self.logs is not None else None
+        return path.read_text(errors="replace") if path is not None and path.exists() else ""

@@ -79,6 +79,11 @@ def push_manifest(client: httpx.Client, repo: str, ref: str, body: bytes,
     return resp
 
 
+def delete_manifest(client: httpx.Client, repo: str, ref: str) -> None:
+    resp = client.delete(f"/v2/{repo}/manifests/{ref}")
+    assert resp.status_code == 202, resp.text
+
+
 @dataclass(frozen=True)
 class Image:
     """A manifest and the blobs it was built from, as the client knows them."""

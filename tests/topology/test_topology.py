@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +24,7 @@ from tests.api.helpers import (
     OCI_LAYER,
     OCI_MANIFEST,
     Image,
+    delete_manifest,
     descriptor,
     digest_of,
     next_link,
@@ -35,7 +35,8 @@ from tests.api.helpers import (
     push_manifest,
     push_random_image,
 )
-from tests.topology.conftest import GC_DELAY, SCRUB_INTERVAL, Topology
+from tests.servers import OcistoreTopology, RedisServer, all_gone, blob_file, wait_until
+from tests.topology.conftest import GC_DELAY, SCRUB_INTERVAL
 
 # Dramatiq's delayed messages may start up to ~1s late; Redis reconnects back off for seconds.
 GC_MARGIN = 10.0
@@ -46,29 +47,9 @@ def new_repo(prefix: str) -> str:
     return f"topo/{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def blob_file(root: Path, repo: str, digest: str) -> Path:
-    algorithm, encoded = digest.split(":", 1)
-    return root / repo / "blobs" / algorithm / encoded
-
-
 def image_digests(image: Image) -> list[str]:
     """Everything an image put on disk: manifest, config, layers."""
     return [image.digest, digest_of(image.config), *(digest_of(layer) for layer in image.layers)]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> float | None:
-    """Poll until `predicate` holds; the time.time() it first held, or None on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return time.time()
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(interval)
-
-
-def all_gone(root: Path, repo: str, digests: list[str]) -> Callable[[], bool]:
-    return lambda: not any(blob_file(root, repo, d).exists() for d in digests)
 
 
 def assert_pullable(client: httpx.Client, repo: str, ref: str, image: Image) -> None:
@@ -92,13 +73,8 @@ def all_tags(client: httpx.Client, repo: str) -> list[str]:
     return tags
 
 
-def delete_manifest(client: httpx.Client, repo: str, ref: str) -> None:
-    resp = client.delete(f"/v2/{repo}/manifests/{ref}")
-    assert resp.status_code == 202, resp.text
-
-
 def test_manifest_deleted_through_one_replica_is_collected_by_the_gc_worker_after_gc_delay(
-    topology: Topology, replica_clients: list[httpx.Client], lb_client: httpx.Client
+    topology: OcistoreTopology, replica_clients: list[httpx.Client], lb_client: httpx.Client
 ) -> None:
     """The deletion only schedules GC: the blobs stay for gcDelay, then the gc-worker removes them."""
     a, b = replica_clients
@@ -120,7 +96,7 @@ def test_manifest_deleted_through_one_replica_is_collected_by_the_gc_worker_afte
     assert gone_at - deleted_at >= GC_DELAY - 0.5, (
         f"collected {gone_at - deleted_at:.2f}s after the delete: before gcDelay ({GC_DELAY}s)"
     )
-    assert repo in topology.log("gc-worker"), "the gc-worker logged nothing about the repository it collected"
+    assert repo in topology.process_log("gc-worker"), "the gc-worker logged nothing about the repository it collected"
     for d in image_digests(kept):
         assert blob_file(topology.root, repo, d).exists(), f"tagged image lost {d}"
     assert_pullable(lb_client, repo, "keep", kept)
@@ -128,7 +104,7 @@ def test_manifest_deleted_through_one_replica_is_collected_by_the_gc_worker_afte
 
 
 def test_unreferenced_blob_survives_gc_until_gc_delay_and_tagged_blobs_never_go(
-    topology: Topology, replica_clients: list[httpx.Client], lb_client: httpx.Client
+    topology: OcistoreTopology, replica_clients: list[httpx.Client], lb_client: httpx.Client
 ) -> None:
     """A blob of a push in flight (no manifest yet) must outlive a GC that runs while it is young."""
     a, b = replica_clients
@@ -212,7 +188,7 @@ def test_chunked_upload_alternating_between_replicas_finishes_with_the_right_dig
 
 
 def test_two_replicas_tagging_one_repository_concurrently_lose_no_tag(
-    topology: Topology, replica_clients: list[httpx.Client], lb_client: httpx.Client
+    topology: OcistoreTopology, replica_clients: list[httpx.Client], lb_client: httpx.Client
 ) -> None:
     """Tags live in one index.json per repository; the Redis lock must keep every replica's writes."""
     repo = new_repo("tags")
@@ -266,7 +242,7 @@ def _mismatch_for(doc: Any, digest: str) -> dict[str, Any] | None:
 
 
 def test_corrupted_blob_shows_up_in_the_scrub_report_within_one_interval(
-    topology: Topology, replica_clients: list[httpx.Client], lb_client: httpx.Client
+    topology: OcistoreTopology, replica_clients: list[httpx.Client], lb_client: httpx.Client
 ) -> None:
     """Bit rot on disk is invisible to clients until pulled; scrub must find it on its own."""
     repo = new_repo("scrub")
@@ -300,7 +276,7 @@ def test_corrupted_blob_shows_up_in_the_scrub_report_within_one_interval(
     report = json.loads(report_path.read_text())
     healthy = digest_of(image.config)
     assert _mismatch_for(report, healthy) is None, f"intact blob {healthy} reported as corrupt"
-    assert victim.split(":", 1)[1] in topology.log("scrub-worker"), "no log line names the corrupt blob"
+    assert victim.split(":", 1)[1] in topology.process_log("scrub-worker"), "no log line names the corrupt blob"
     # The report endpoint (any replica: they read the same stored report) shows it too.
     for client in (*replica_clients, lb_client):
         resp = client.get("/scrub/report")
@@ -311,13 +287,14 @@ def test_corrupted_blob_shows_up_in_the_scrub_report_within_one_interval(
 
 
 def test_redis_down_and_back_pushes_and_pulls_keep_working_and_gc_resumes(
-    topology: Topology, replica_clients: list[httpx.Client], lb_client: httpx.Client
+    topology: OcistoreTopology, redis_server: RedisServer, replica_clients: list[httpx.Client],
+    lb_client: httpx.Client,
 ) -> None:
     """Redis is for maintenance only: its outage must not stop the registry, and GC picks up after."""
     a, b = replica_clients
     repo = new_repo("redis")
     before = push_random_image(a, repo, "before")
-    topology.redis.stop()
+    redis_server.stop()
     try:
         during = push_random_image(a, repo, "during")
         assert_pullable(b, repo, "during", during)
@@ -331,7 +308,7 @@ def test_redis_down_and_back_pushes_and_pulls_keep_working_and_gc_resumes(
         # Tagging through both replicas still serialises on the repository (host locks meanwhile).
         push_manifest(b, repo, "during-b", during.manifest)
     finally:
-        topology.redis.restart()
+        redis_server.restart()
 
     def readyz_ok(url: str) -> Callable[[], bool]:
         return lambda: httpx.get(f"{url}/readyz", timeout=10).status_code == 200

@@ -174,7 +174,8 @@ def _cmd_topology(args: argparse.Namespace) -> None:
     setup_logging(config)
     from .topology import run
 
-    run(Path(args.config), config, args.replicas, Path(args.state) if args.state else None)
+    run(Path(args.config), config, args.replicas, Path(args.state) if args.state else None,
+        Path(args.logs) if args.logs else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     topo.add_argument("config", help="zot-format config file")
     topo.add_argument("--replicas", type=int, default=2, help="API replicas (default 2)")
     topo.add_argument("--state", help="write the replicas' URLs and pids as JSON to this file")
+    topo.add_argument("--logs", help="directory for each process's log (default: a new temporary directory)")
     topo.set_defaults(func=_cmd_topology)
     return parser
 

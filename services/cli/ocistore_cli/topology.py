@@ -134,8 +134,10 @@ class Topology:
                 p.wait()
 
 
-def run(config_path: Path, config: Config, replicas: int, state_file: Path | None) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="ocistore-topology-"))
+def run(config_path: Path, config: Config, replicas: int, state_file: Path | None, logs: Path | None) -> None:
+    if logs is not None:
+        logs.mkdir(parents=True, exist_ok=True)
+    workdir = logs or Path(tempfile.mkdtemp(prefix="ocistore-topology-"))
     topo = Topology(config_path, config, replicas, workdir)
     try:
         topo.start()
