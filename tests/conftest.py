@@ -1,8 +1,9 @@
 """Shared fixtures.
 
-`registry` is a real deployment per mode: one `ocistore serve` process; the same with a
-subPaths store holding the repositories under test; and the scaled topology (two API
-replicas behind a load balancer, both workers, a real Redis).  The API suite uses it
+`registry` is a real deployment per mode: one `ocistore serve` process on local disk; the
+same on S3 (moto's server on loopback); subPaths mixing an S3 store and a local store
+that holds the repositories under test; and the scaled topology (two API replicas behind
+a load balancer, both workers, a real Redis).  The API suite uses it
 through `client`, and each test gets its own repository name through `repo`, so tests
 never see each other's data on the shared deployment.
 """
@@ -16,9 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.moto import MotoServer
+from tests.moto import moto_s3 as moto_s3
 from tests.servers import OcistoreServer, OcistoreTopology, RedisServer
 
-DEPLOYMENT_MODES = ["single-process", "subpaths", "topology"]
+DEPLOYMENT_MODES = ["single-process", "s3", "subpaths", "topology"]
 Deployment = OcistoreServer | OcistoreTopology
 
 
@@ -35,9 +38,17 @@ def session_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
 def _deployment(mode: str, workdir: Path, request: pytest.FixtureRequest) -> Deployment:
     if mode == "single-process":
         return OcistoreServer(workdir)
+    if mode == "s3":
+        moto: MotoServer = request.getfixturevalue("moto_s3")
+        return OcistoreServer(workdir, storage={"storageDriver": moto.driver_params(moto.new_bucket())})
     if mode == "subpaths":
-        # The suite's repositories are all named test/...: they live in the /test store.
-        return OcistoreServer(workdir, storage={"subPaths": {"/test": {"rootDirectory": str(workdir / "sub")}}})
+        # The suite's repositories are all named test/...: they live in the local /test store,
+        # beside a default store on S3.
+        moto = request.getfixturevalue("moto_s3")
+        return OcistoreServer(workdir, storage={
+            "storageDriver": moto.driver_params(moto.new_bucket()),
+            "subPaths": {"/test": {"rootDirectory": str(workdir / "sub")}},
+        })
     if mode == "topology":
         redis: RedisServer = request.getfixturevalue("session_redis")
         return OcistoreTopology(workdir, redis.url)

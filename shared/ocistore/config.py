@@ -27,7 +27,6 @@ REDIS_URL_ENV = "OCISTORE_REDIS_URL"
 # Keys that a later piece of work owns: accepted, and named in a warning until then.
 NOT_IMPLEMENTED_YET: frozenset[str] = frozenset(
     {
-        "storage.storagedriver",
     }
 )
 
@@ -152,10 +151,12 @@ def _cache_driver(v: Any) -> Mapping[str, Any]:
 
 
 def _storage_driver(v: Any) -> Mapping[str, Any]:
-    m = _mapping(v)
-    names = {k.lower(): val for k, val in m.items()}
-    if names.get("name") not in ("s3", "local", "filesystem"):
-        raise ValueError("storageDriver.name must be s3 or local")
+    m = {str(k).lower(): val for k, val in _mapping(v).items()}
+    if m.get("name") != "s3":
+        raise ValueError("storageDriver.name must be s3 (local disk needs no storageDriver)")
+    from .storage.s3 import S3Params
+
+    S3Params.parse(m)
     return m
 
 

@@ -12,6 +12,7 @@ can never lose a blob it was just told exists.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from .registry.index import Draft, tag_of
 from .registry.manifests import ManifestInfo, manifest_info
 from .registry.store import Store
 from .storage import FileInfo, PathNotFound
+
+log = logging.getLogger("ocistore.gc")
 
 
 @dataclass
@@ -168,6 +171,10 @@ async def _delete_quietly(store: Store, path: str) -> None:
 
 
 async def collect_store(store: Store) -> AsyncIterator[GCReport]:
-    """GC every repository of the store, yielding each report as it is done."""
+    """GC every repository of the store, yielding each report as it is done; then abort the
+    backend's multipart uploads abandoned for longer than `gcDelay`."""
     for name in sorted([r async for r in list_repositories(store)]):
         yield await collect_repository(store, name)
+    aborted = await store.driver.abort_stale_multipart_uploads(store.config.gc_delay)
+    if aborted:
+        log.info("gc: aborted %d abandoned multipart uploads", aborted)

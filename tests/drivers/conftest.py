@@ -12,7 +12,6 @@ from ocistore.storage import StorageDriver
 from ocistore.storage.local import LocalDriver
 from ocistore.storage.s3 import S3Driver
 from tests.moto import MotoServer
-from tests.moto import moto_s3 as moto_s3
 
 DriverFactory = Callable[[], StorageDriver]
 
@@ -56,6 +55,6 @@ def make_driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driv
 
     yield make
     # Anywhere in the bucket, and unfinished multipart uploads count too.
-    leftovers = moto.keys(bucket) + [f"upload of {u['Key']}" for u in moto.uploads(bucket)]
+    left = moto.keys(bucket) + [f"upload of {u['Key']}" for u in moto.uploads(bucket)]
     moto.remove_bucket(bucket)
-    assert not leftovers, f"left behind: {leftovers}"
+    assert not left, f"left behind: {left}"

@@ -54,12 +54,14 @@ def test_layout_written_by_umoci_is_served(servers: ServerPool, umoci_image: Ima
 
 
 def test_pushed_repository_is_a_layout_tools_read(
-    registry: OcistoreServer, host: str, repo: str, skopeo_image: Image, tmp_path: Path
+    servers: ServerPool, repo: str, skopeo_image: Image, tmp_path: Path
 ) -> None:
-    """After a push, <root>/<repo> is an OCI layout: skopeo and umoci read it without the server."""
+    """After a push, <root>/<repo> on local disk is an OCI layout: skopeo and umoci read it without the server."""
+    server = servers.new().start()
+    host = server.url.removeprefix("http://")
     skopeo("copy", "--dest-tls-verify=false", "--preserve-digests", skopeo_image.ref, f"docker://{host}/{repo}:v1")
 
-    stored = registry.repo_path(repo)
+    stored = server.repo_path(repo)
     assert layout_tags(stored) == ["v1"]
     assert tag_digest(stored, "v1") == skopeo_image.digest
     info = json.loads(skopeo("inspect", f"oci:{stored}:v1").stdout)

@@ -21,8 +21,6 @@ log = logging.getLogger("ocistore")
 
 
 def serve(config: Config) -> None:
-    if config.storage.storage_driver is not None:
-        raise SystemExit("storage.storageDriver is not implemented yet: refusing to serve from local disk instead")
     broker = setup_broker(config.redis_url)
     # Actors bind to the broker that is global when they are imported.
     import ocistore_gc_worker.actors as gc_actors

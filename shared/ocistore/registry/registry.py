@@ -11,6 +11,7 @@ import logging
 from ..cache import open_cache
 from ..config import Config, StorageConfig
 from ..locks import Locks, locks_for
+from ..storage import StorageDriver
 from ..storage.local import LocalDriver
 from .store import Store
 
@@ -39,12 +40,22 @@ class Registry:
         return self.store_for(repo) is store
 
 
+def _driver(cfg: StorageConfig) -> StorageDriver:
+    params = {str(k).lower(): v for k, v in (cfg.storage_driver or {}).items()}
+    if params.get("name") == "s3":
+        from ..storage.s3 import S3Driver  # aioboto3 only where S3 is configured
+
+        return S3Driver.from_params(params, cfg.commit)
+    return LocalDriver(cfg.root_directory, commit=cfg.commit)
+
+
 def _make_store(cfg: StorageConfig, locks: Locks, route: str) -> Store:
-    driver = LocalDriver(cfg.root_directory, commit=cfg.commit)
+    driver = _driver(cfg)
     cache = None
     if cfg.dedupe:
         if driver.supports_links:
             cache = open_cache(cfg.cache_driver, cfg.root_directory)
         else:
-            log.warning("store %s: %s cannot hold hard links, so dedupe is off", route or "/", cfg.root_directory)
+            log.warning("store %s: its %s storage cannot hold hard links, so dedupe is off", route or "/",
+                        driver.name)
     return Store(driver, cfg, locks, route, cache)

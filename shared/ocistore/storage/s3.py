@@ -44,8 +44,9 @@ MIN_PART = 5 * MIB  # S3's smallest part, except the last one of an upload
 MAX_COPY = 5 << 30  # S3's largest CopyObject source and largest part
 DEFAULT_CHUNK = 10 * MIB
 READ_PIECE = MIB
+LIST_PAGE = 1000  # ListObjectsV2's largest page
 DELETE_BATCH = 1000  # DeleteObjects' limit
-# HeadObject answers a bare 404 (no body, so no code); UploadPartCopy of a missing source too.
+# HeadObject answers a bare 404 (no body, so no code); moto does so for UploadPartCopy too.
 NOT_FOUND = frozenset({"NoSuchKey", "NoSuchUpload", "NotFound", "404"})
 # Classes whose objects are readable at once: an archived blob could not be served.
 STORAGE_CLASSES = frozenset({
@@ -310,8 +311,9 @@ class S3Driver(StorageDriver):
         loop = asyncio.get_running_loop()
         opening = self._clients.get(loop)
         if opening is None or (opening.done() and (opening.cancelled() or opening.exception() is not None)):
-            for stale in [other for other in self._clients if other.is_closed()]:
-                del self._clients[stale]
+            for other in list(self._clients):  # a snapshot: another thread's loop may add its own
+                if other.is_closed():
+                    self._clients.pop(other, None)
             opening = self._clients[loop] = loop.create_task(self._open())
         # Shielded: a cancelled request must not cancel the opening others wait for.
         return (await asyncio.shield(opening)).client
@@ -367,7 +369,7 @@ class S3Driver(StorageDriver):
         return f"{self._key(path)}/" if path else self._root
 
     async def _pages(self, prefix: str, delimiter: str | None = None) -> AsyncIterator[dict[str, Any]]:
-        args: dict[str, Any] = {"Prefix": prefix}
+        args: dict[str, Any] = {"Prefix": prefix, "MaxKeys": LIST_PAGE}
         if delimiter:
             args["Delimiter"] = delimiter
         while True:
