@@ -1,10 +1,15 @@
 """Deduplication: a digest the cache knows is never stored twice in a store.
 
-On disk a second copy becomes a hard link to the original.  Every change of holders
-happens under the digest's lock, and a cache entry whose original is gone is repaired
-on the spot (dropped, and the next holder used).  Turning `dedupe` on or off over an
-existing store is `reconcile`: one walk of the store grouped by digest, never a
-store-wide lock, finished once and remembered in `.ocistore/dedupe.json`.
+On disk a second copy becomes a hard link to the original.  Where the storage has no
+links (S3), it becomes a *reference*: an empty placeholder object, resolved through the
+cache to the original on every read (zot's model).  Deleting an original first moves its
+bytes to the next holder, so content is never lost, and a placeholder whose original is
+gone is never served: a read gets the requested digest's bytes or a 404.
+
+Every change of holders happens under the digest's lock, and a cache entry whose
+original is gone is repaired on the spot (dropped, and the next holder used).  Turning
+`dedupe` on or off over an existing store is `reconcile`: one walk of the store grouped
+by digest, never a store-wide lock, finished once and remembered in `.ocistore/dedupe.json`.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .digests import Digest
+from .digests import Digest, digest_of
 from .layout import blob_path
 from .registry.store import Store
 from .storage import FileInfo, PathNotFound
@@ -28,23 +33,52 @@ MARKER = ".ocistore/dedupe.json"
 _BLOB_PATH = re.compile(r"^(?P<repo>.+)/blobs/(?P<alg>sha256|sha512)/(?P<hex>[0-9a-f]{64}|[0-9a-f]{128})$")
 
 
+EMPTY_DIGESTS = frozenset(str(digest_of(b"", alg)) for alg in ("sha256", "sha512"))
+
+
+def is_placeholder(store: Store, digest: str, size: int) -> bool:
+    """Whether a blob object of that size is a reference rather than the bytes themselves."""
+    return store.references and size == 0 and digest not in EMPTY_DIGESTS
+
+
 def blob_digest(path: str) -> str | None:
     """The digest a blob path holds, or None for any other file of the store."""
     m = _BLOB_PATH.match(path)
     return f"{m.group('alg')}:{m.group('hex')}" if m else None
 
 
+async def _real(store: Store, digest: str, path: str) -> FileInfo | None:
+    """The holder's file when it holds the bytes themselves (not gone, not a placeholder)."""
+    try:
+        info = await store.driver.stat(path)
+    except PathNotFound:
+        return None
+    return None if is_placeholder(store, digest, info.size) else info
+
+
 async def _live_original(store: Store, digest: str, exclude: str) -> str | None:
     """The cache's original, repairing entries whose file is gone."""
     assert store.cache is not None
     while (original := await store.cache.original(digest)) is not None:
-        if original != exclude and await store.driver.exists(original):
+        if original != exclude and await _real(store, digest, original) is not None:
             return original
+        if original == exclude and await _real(store, digest, original) is not None:
+            return None  # the target itself holds the bytes
         await store.cache.remove(digest, original)
-        if original == exclude:
-            continue
-        log.info("dedupe cache of %s listed %s, which is gone: dropped", digest, original)
+        log.info("dedupe cache of %s listed %s, which holds no bytes: dropped", digest, original)
     return None
+
+
+async def resolve(store: Store, digest: str, path: str, info: FileInfo) -> tuple[str, FileInfo] | None:
+    """Where the bytes of a blob file are: itself, or (a reference) its original; None if nowhere."""
+    if not is_placeholder(store, digest, info.size):
+        return path, info
+    original = await _live_original(store, digest, path)
+    if original is None:
+        log.warning("%s is a reference to %s, whose bytes are gone", path, digest)
+        return None
+    real = await _real(store, digest, original)
+    return (original, real) if real is not None else None
 
 
 async def place(store: Store, repo: str, digest: Digest, upload: str) -> None:
@@ -58,7 +92,7 @@ async def place(store: Store, repo: str, digest: Digest, upload: str) -> None:
         if await store.driver.exists(target):
             await _drop(store, upload)
         elif (original := await _live_original(store, key, target)) is not None:
-            await store.driver.link(original, target)
+            await _hold(store, original, target)
             await _drop(store, upload)
         else:
             await store.driver.move(upload, target)
@@ -75,7 +109,12 @@ async def link_existing(store: Store, repo: str, digest: Digest, source: str | N
         if source is None:
             return False
         try:
-            await store.driver.link(source, target)
+            if store.cache is not None and store.references:
+                resolved = await resolve(store, key, source, await store.driver.stat(source))
+                if resolved is None:
+                    return False
+                source = resolved[0]
+            await _hold(store, source, target)
         except PathNotFound:
             return False
         if store.cache is not None:
@@ -83,11 +122,35 @@ async def link_existing(store: Store, repo: str, digest: Digest, source: str | N
     return True
 
 
-async def forget(store: Store, path: str) -> None:
-    """A blob file was deleted: it holds nothing any more."""
+async def _hold(store: Store, original: str, target: str) -> None:
+    """Make `target` a holder of the original's bytes: a hard link, or a reference."""
+    if store.references:
+        await store.driver.put_content(target, b"")
+    else:
+        await store.driver.link(original, target)
+
+
+async def delete_holder(store: Store, path: str) -> None:
+    """Delete a blob file without losing bytes another holder relies on.
+
+    An original that others reference hands its bytes to the next holder first (the one
+    the cache promotes), then goes.  PathNotFound when the file is not there.
+    """
     digest = blob_digest(path)
-    if store.cache is not None and digest is not None:
+    if store.cache is None or digest is None:
+        await store.driver.delete(path)
+        return
+    async with store.locks.hold(f"dedupe:{digest}"):
+        if store.references and await store.cache.original(digest) == path:
+            heirs = [h for h in await store.cache.holders(digest) if h != path]
+            for heir in heirs:
+                if await store.driver.exists(heir):
+                    if await _real(store, digest, heir) is None:
+                        await store.driver.link(path, heir)  # a server-side copy over the placeholder
+                    break
+                await store.cache.remove(digest, heir)
         await store.cache.remove(digest, path)
+        await store.driver.delete(path)
 
 
 async def _drop(store: Store, path: str) -> None:
@@ -146,35 +209,49 @@ async def reconcile(store: Store, progress: Callable[[int], None] | None = None)
 
 
 async def _link_group(store: Store, digest: str, files: list[FileInfo]) -> int:
+    """One original holds the bytes; every other holder links (or refers) to it."""
     assert store.cache is not None
     holders = set(await store.cache.holders(digest))
     present = [f for f in files if await store.driver.exists(f.path)]
-    if not present:
+    real = [f for f in present if not is_placeholder(store, digest, f.size)]
+    if not real:
         return 0
-    original = next((f for f in present if f.path in holders), present[0])
-    linked = 0
-    for f in present:
-        if f.ident != original.ident:
-            await store.driver.link(original.path, f.path)
-            linked += 1
+    original = next((f for f in real if f.path in holders), real[0])
     for stale in holders - {f.path for f in present}:
-        if not await store.driver.exists(stale):
-            await store.cache.remove(digest, stale)
+        await store.cache.remove(digest, stale)
+    if original.path in holders and await store.cache.original(digest) != original.path:
+        await store.cache.remove(digest, original.path)
+    await store.cache.add(digest, original.path)
+    changed = 0
     for f in present:
+        # On S3 an ETag names content, not a copy: there every other real holder is a copy.
+        if f.path != original.path and f in real and (store.references or f.ident != original.ident):
+            await _hold(store, original.path, f.path)
+            changed += 1
         await store.cache.add(digest, f.path)
-    return linked
+    return changed
 
 
 async def _separate_group(store: Store, files: list[FileInfo]) -> int:
-    """Give every holder sharing physical bytes with another a copy of its own."""
+    """Give every holder that shares bytes with another (a link or a reference) its own copy."""
+    digest = blob_digest(files[0].path) or ""
+    source = next((f.path for f in files if not is_placeholder_any(digest, f.size)), None)
     seen: set[str] = set()
     copied = 0
     for f in files:
-        if f.ident and f.ident in seen:
+        if is_placeholder_any(digest, f.size) and source is not None:
+            await store.driver.link(source, f.path)
+            copied += 1
+        elif store.driver.supports_links and f.ident and f.ident in seen:
             await _materialize(store, f.path)
             copied += 1
         seen.add(f.ident)
     return copied
+
+
+def is_placeholder_any(digest: str, size: int) -> bool:
+    """A reference left by dedupe on storage without links, whatever the store's setting now."""
+    return size == 0 and digest not in EMPTY_DIGESTS
 
 
 async def _materialize(store: Store, path: str) -> None:

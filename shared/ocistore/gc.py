@@ -137,8 +137,10 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
 
     async def delete_doomed() -> None:
         for path in doomed:
-            await _delete_quietly(store, path)
-            await dedupe.forget(store, path)
+            try:
+                await dedupe.delete_holder(store, path)
+            except PathNotFound:
+                pass
 
     doomed: list[str] = []
     await store.index.update(repo, sweep, after_write=delete_doomed)

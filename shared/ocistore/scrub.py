@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from . import dedupe
 from .digests import Digest, new_hasher
 from .errors import RegistryError
 from .layout import BLOBS_DIR, INDEX_FILE, blob_path
@@ -351,8 +352,14 @@ class _RepositoryScrub:
         top = f"{self.repo}/{BLOBS_DIR}"
         async for info in self.store.driver.walk(top):
             digest = _digest_named(info.path, top)
-            if digest is not None:
-                await self._rehash(info.path, digest)
+            if digest is None:
+                continue
+            if dedupe.is_placeholder(self.store, str(digest), info.size):
+                # A dedupe reference: its bytes are hashed where they live, the original.
+                if await dedupe.resolve(self.store, str(digest), info.path, info) is None:
+                    self._flag(str(digest), Problem.MISSING_BLOB, "a dedupe reference whose original is gone")
+                continue
+            await self._rehash(info.path, digest)
 
     async def _rehash(self, path: str, digest: Digest) -> None:
         try:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .dedupe import blob_digest
+from .dedupe import blob_digest, is_placeholder, resolve
 from .registry.store import Store
 
 
@@ -52,9 +52,16 @@ async def measure(store: Store, repo: str | None = None,
             continue
         name = f.path.rsplit("/blobs/", 1)[0]
         usage = out.repositories.setdefault(name, Usage())
-        ident = f.ident or f.path
+        digest = blob_digest(f.path) or ""
+        size = f.size
+        if is_placeholder(store, digest, f.size):
+            # A reference costs nothing on its own; it holds the original's bytes.
+            resolved = await resolve(store, digest, f.path, f)
+            size = resolved[1].size if resolved else 0
+        # Links share an inode; on S3 an ETag names content, not a copy, so each object counts.
+        ident = f.ident if store.driver.supports_links and f.ident else f.path
         for u, seen in ((usage, seen_repo.setdefault(name, set())), (out.total, seen_store)):
-            u.logical += f.size
+            u.logical += size
             u.blobs += 1
             if ident not in seen:
                 seen.add(ident)

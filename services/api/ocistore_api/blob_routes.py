@@ -16,7 +16,8 @@ from .responses import API_VERSION, empty
 
 async def get_blob(request: Request, store: Store, name: str, ref: str) -> Response:
     digest = Digest.parse(ref)
-    info = await blobs.stat_blob(store, name, digest)
+    blob = await blobs.stat_blob(store, name, digest)
+    info = blob.info
     headers = {
         **API_VERSION,
         "Docker-Content-Digest": str(digest),
@@ -32,7 +33,7 @@ async def get_blob(request: Request, store: Store, name: str, ref: str) -> Respo
     headers["Content-Length"] = str(length)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
-    return StreamingResponse(blobs.read_blob(store, name, digest, offset, length), status, headers)
+    return StreamingResponse(blobs.read_blob(store, blob, offset, length), status, headers)
 
 
 async def delete_blob(request: Request, store: Store, name: str, ref: str) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from .. import dedupe
 from ..digests import Digest
@@ -14,25 +15,36 @@ from .catalog import list_repositories
 from .store import Store
 
 
-async def stat_blob(store: Store, repo: str, digest: Digest) -> FileInfo:
+@dataclass(frozen=True)
+class BlobRef:
+    """Where a repository's blob can be read: its own file, or (a dedupe reference) the original."""
+
+    path: str
+    info: FileInfo
+
+
+async def stat_blob(store: Store, repo: str, digest: Digest) -> BlobRef:
+    path = blob_path(repo, digest)
+    unknown = RegistryError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)})
     try:
-        return await store.driver.stat(blob_path(repo, digest))
+        info = await store.driver.stat(path)
     except PathNotFound:
-        raise RegistryError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)}) from None
+        raise unknown from None
+    resolved = await dedupe.resolve(store, str(digest), path, info)
+    if resolved is None:
+        raise unknown
+    return BlobRef(*resolved)
 
 
-def read_blob(store: Store, repo: str, digest: Digest, offset: int = 0,
-              length: int | None = None) -> AsyncIterator[bytes]:
-    return store.driver.read_stream(blob_path(repo, digest), offset, length)
+def read_blob(store: Store, blob: BlobRef, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+    return store.driver.read_stream(blob.path, offset, length)
 
 
 async def delete_blob(store: Store, repo: str, digest: Digest) -> None:
-    path = blob_path(repo, digest)
     try:
-        await store.driver.delete(path)
+        await dedupe.delete_holder(store, blob_path(repo, digest))
     except PathNotFound:
         raise RegistryError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)}) from None
-    await dedupe.forget(store, path)
 
 
 async def mount_blob(store: Store, repo: str, digest: Digest, from_repo: str | None) -> bool:

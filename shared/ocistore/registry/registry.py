@@ -53,9 +53,10 @@ def _make_store(cfg: StorageConfig, locks: Locks, route: str) -> Store:
     driver = _driver(cfg)
     cache = None
     if cfg.dedupe:
-        if driver.supports_links:
+        # Local disk dedupes by hard link; S3 by reference.  A local filesystem without
+        # hard links (some network and FUSE ones) gets no dedupe rather than failing pushes.
+        if driver.supports_links or driver.name == "s3":
             cache = open_cache(cfg.cache_driver, cfg.root_directory)
         else:
-            log.warning("store %s: its %s storage cannot hold hard links, so dedupe is off", route or "/",
-                        driver.name)
+            log.warning("store %s: %s cannot hold hard links, so dedupe is off", route or "/", cfg.root_directory)
     return Store(driver, cfg, locks, route, cache)

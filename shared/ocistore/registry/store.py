@@ -57,8 +57,10 @@ class Store:
     def __init__(self, driver: StorageDriver, config: StorageConfig, locks: Locks, route: str = "",
                  cache: BlobCache | None = None) -> None:
         self.driver = driver
-        # The dedupe cache; None when dedupe is off (or the storage cannot link).
+        # The dedupe cache; None when dedupe is off.
         self.cache = cache
+        # Dedupe by reference (placeholders resolved through the cache) where there are no links.
+        self.references = cache is not None and not driver.supports_links
         self.config = config
         self.locks = locks
         self.route = route
