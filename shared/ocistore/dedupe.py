@@ -209,24 +209,30 @@ async def reconcile(store: Store, progress: Callable[[int], None] | None = None)
 
 
 async def _link_group(store: Store, digest: str, files: list[FileInfo]) -> int:
-    """One original holds the bytes; every other holder links (or refers) to it."""
+    """One original holds the bytes; every other holder links (or refers) to it.
+
+    The original is the cache's (pushes racing the reconcile link to that one too), or,
+    when the cache knows no live one, the first copy found, recorded as such.
+    """
     assert store.cache is not None
-    holders = set(await store.cache.holders(digest))
-    present = [f for f in files if await store.driver.exists(f.path)]
-    real = [f for f in present if not is_placeholder(store, digest, f.size)]
-    if not real:
+    real = [f for f in files if not is_placeholder(store, digest, f.size)]
+    original = await _live_original(store, digest, "")
+    if original is None:
+        if not real:
+            return 0
+        original = real[0].path
+        await store.cache.add(digest, original)
+    source = await _real(store, digest, original)
+    if source is None:
         return 0
-    original = next((f for f in real if f.path in holders), real[0])
-    for stale in holders - {f.path for f in present}:
-        await store.cache.remove(digest, stale)
-    if original.path in holders and await store.cache.original(digest) != original.path:
-        await store.cache.remove(digest, original.path)
-    await store.cache.add(digest, original.path)
+    for stale in set(await store.cache.holders(digest)) - {f.path for f in files}:
+        if not await store.driver.exists(stale):
+            await store.cache.remove(digest, stale)
     changed = 0
-    for f in present:
+    for f in files:
         # On S3 an ETag names content, not a copy: there every other real holder is a copy.
-        if f.path != original.path and f in real and (store.references or f.ident != original.ident):
-            await _hold(store, original.path, f.path)
+        if f.path != original and f in real and (store.references or f.ident != source.ident):
+            await _hold(store, original, f.path)
             changed += 1
         await store.cache.add(digest, f.path)
     return changed

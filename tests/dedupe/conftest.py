@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,9 +11,14 @@ from typing import Any
 
 import pytest
 
+from tests.moto import REGION, MotoServer
 from tests.servers import RedisServer
 
-CACHES = ["embedded", "redis"]
+# The servers this suite starts take their AWS keys from the environment, as operators' would.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+
+CACHES = ["embedded", "redis", "dynamodb"]
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +41,11 @@ def cache_storage(request: pytest.FixtureRequest) -> dict[str, Any]:
         redis: RedisServer = request.getfixturevalue("dedupe_redis")
         return {"dedupe": True, "remoteCache": True,
                 "cacheDriver": {"name": "redis", "url": redis.url, "keyprefix": f"t{unique}"}}
+    if request.param == "dynamodb":
+        moto: MotoServer = request.getfixturevalue("moto_s3")
+        return {"dedupe": True, "remoteCache": True,
+                "cacheDriver": {"name": "dynamodb", "endpoint": moto.url, "region": REGION,
+                                "cacheTablename": f"blobs{unique}"}}
     raise AssertionError(request.param)
 
 
