@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.requests import ClientDisconnect, Request
@@ -49,7 +50,12 @@ _METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
 
 
 def create_app(registry: Registry, emitter: EventEmitter) -> FastAPI:
-    app = FastAPI(title="ocistore", docs_url=None, redoc_url=None, openapi_url=None)
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await registry.close()
+
+    app = FastAPI(title="ocistore", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.emitter = emitter
 
     async def dispatch(request: Request) -> Response:

@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from ocistore.config import Config, ConfigError, load_config, warn_pending
 from ocistore.dedupe import reconcile
@@ -56,10 +58,18 @@ def _cmd_verify(args: argparse.Namespace) -> None:
         print(f"  note: {key} is accepted but not implemented yet")
 
 
+async def _closing(registry: Registry, work: Coroutine[Any, Any, None]) -> None:
+    """Run a command's work, then close the registry's connections inside the same loop."""
+    try:
+        await work
+    finally:
+        await registry.close()
+
+
 def _cmd_gc(args: argparse.Namespace) -> None:
     config = _load(args.config)
     registry = Registry.from_config(config)
-    asyncio.run(_gc(registry, args.repo, args.dry_run))
+    asyncio.run(_closing(registry, _gc(registry, args.repo, args.dry_run)))
 
 
 async def _gc(registry: Registry, repo: str | None, dry_run: bool) -> None:
@@ -81,6 +91,10 @@ async def _gc(registry: Registry, repo: str | None, dry_run: bool) -> None:
                 for item in items:
                     progress.print(f"{report.repo}: {verb} {kind} {item}")
         progress.done()
+        if not dry_run and not repo:
+            aborted = await store.driver.abort_stale_multipart_uploads(store.config.gc_delay)
+            if aborted:
+                print(f"store {store.route or '/'}: aborted {aborted} abandoned multipart uploads")
     print(f"{verb} {freed} bytes ({freed / 1e6:.1f} MB)")
 
 
@@ -88,9 +102,9 @@ def _cmd_scrub(args: argparse.Namespace) -> None:
     config = _load(args.config)
     registry = Registry.from_config(config)
     if args.report:
-        asyncio.run(_print_reports(registry))
+        asyncio.run(_closing(registry, _print_reports(registry)))
     else:
-        asyncio.run(_scrub(registry, args.repo))
+        asyncio.run(_closing(registry, _scrub(registry, args.repo)))
 
 
 async def _print_reports(registry: Registry) -> None:
@@ -121,7 +135,7 @@ async def _scrub(registry: Registry, repo: str | None) -> None:
 def _cmd_dedupe(args: argparse.Namespace) -> None:
     config = _load(args.config)
     registry = Registry.from_config(config)
-    asyncio.run(_reconcile(registry))
+    asyncio.run(_closing(registry, _reconcile(registry)))
 
 
 async def _reconcile(registry: Registry) -> None:
@@ -138,7 +152,7 @@ async def _reconcile(registry: Registry) -> None:
 def _cmd_du(args: argparse.Namespace) -> None:
     config = _load(args.config)
     registry = Registry.from_config(config)
-    asyncio.run(_du(registry, args.repo, args.json))
+    asyncio.run(_closing(registry, _du(registry, args.repo, args.json)))
 
 
 async def _du(registry: Registry, repo: str | None, as_json: bool) -> None:

@@ -32,6 +32,13 @@ class Registry:
             stores[route] = _make_store(sub, locks, route)
         return cls(stores)
 
+    async def close(self) -> None:
+        """Close every store's driver and cache connections of the running event loop."""
+        for store in self.stores.values():
+            await store.driver.close()
+            if store.cache is not None:
+                await store.cache.close()
+
     def store_for(self, repo: str) -> Store:
         first = repo.split("/", 1)[0]
         return self.stores.get(f"/{first}", self.default)

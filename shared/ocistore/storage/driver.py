@@ -116,6 +116,10 @@ class StorageDriver(ABC):
                     stack.append(f"{prefix}/{sub}" if prefix else sub)
         return found
 
+    async def close(self) -> None:
+        """Release what the driver holds in the running event loop (connections)."""
+        return None
+
     async def abort_stale_multipart_uploads(self, older_than: float) -> int:
         """Abort the backend's own unfinished uploads older than `older_than` seconds (GC)."""
         return 0
