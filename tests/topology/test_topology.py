@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import msgpack
+import redis
 
 from tests.api.helpers import (
     OCI_CONFIG,
@@ -185,6 +187,30 @@ def test_chunked_upload_alternating_between_replicas_finishes_with_the_right_dig
         got = client.get(f"/v2/{repo}/blobs/{digest}")
         assert got.status_code == 200
         assert hashlib.sha256(got.content).hexdigest() == digest.split(":", 1)[1]
+
+
+def test_events_reach_the_redis_stream_as_msgpack(
+    replica_clients: list[httpx.Client], redis_server: RedisServer
+) -> None:
+    """Outside tools read every change from the bounded stream, in the contract's shape."""
+    repo = new_repo("events")
+    image = push_random_image(replica_clients[0], repo, "v1")
+    delete_manifest(replica_clients[1], repo, image.digest)
+    conn = redis.Redis.from_url(redis_server.url)
+
+    def seen() -> list[dict[str, Any]]:
+        entries = conn.xrange("ocistore:events", "-", "+")
+        events = [msgpack.unpackb(fields[b"data"]) for _, fields in entries]
+        return [e for e in events if e["repo"] == repo]
+
+    wait_until(lambda: any(e["event"] == "manifest.deleted" for e in seen()), 10.0)
+    events = seen()
+    names = [e["event"] for e in events]
+    assert names.count("blob.committed") == 1 + len(image.layers)
+    assert "manifest.put" in names and names[-1] == "manifest.deleted"
+    put = next(e for e in events if e["event"] == "manifest.put")
+    assert put["v"] == 1 and put["digest"] == image.digest and put["tags"] == ["v1"] and put["store"] == ""
+    assert conn.xinfo_stream("ocistore:events")["length"] <= 11_000
 
 
 def test_two_replicas_tagging_one_repository_concurrently_lose_no_tag(

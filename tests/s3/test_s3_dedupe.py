@@ -1,0 +1,207 @@
+"""Dedupe on S3 as a client sees it, checked against the bucket itself.
+
+On S3 a duplicate is a reference: a 0-byte placeholder resolved through the dedupe cache
+to the one object holding the bytes.  The failures to avoid are zot's (issues 2625, 4427,
+PR 4201): a holder losing its bytes when the original is deleted, and above all a
+placeholder served as if it were the blob (200 with an empty or wrong body).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.api.helpers import assert_error, digest_of, push_blob
+from tests.moto import MotoServer
+from tests.s3.conftest import Launched, blob_objects, object_digest, repo_of, run_cli
+from tests.servers import OcistoreServer
+
+LAYER_SIZE = 300_000
+
+
+def start_server(launched: Launched, workdir: Path, moto: MotoServer, bucket: str,
+                 **storage: Any) -> OcistoreServer:
+    server = OcistoreServer(workdir, storage={"storageDriver": moto.driver_params(bucket), **storage})
+    launched.add(server)
+    return server.start()
+
+
+def new_repos(count: int) -> list[str]:
+    tag = uuid.uuid4().hex[:10]
+    return [f"dd/{tag}-{i}" for i in range(count)]
+
+
+def assert_serves(client: httpx.Client, repo: str, data: bytes) -> None:
+    """GET gives exactly the blob's bytes and HEAD its true size, never a placeholder's."""
+    digest = digest_of(data)
+    got = client.get(f"/v2/{repo}/blobs/{digest}")
+    assert got.status_code == 200, (repo, got.status_code, got.text[:300])
+    assert len(got.content) == len(data), (repo, len(got.content))
+    assert digest_of(got.content) == digest, repo
+    head = client.head(f"/v2/{repo}/blobs/{digest}")
+    assert head.status_code == 200, (repo, head.status_code)
+    assert int(head.headers["Content-Length"]) == len(data), (repo, head.headers)
+    assert head.headers.get("Docker-Content-Digest") == digest, (repo, head.headers)
+
+
+def assert_unknown(client: httpx.Client, repo: str, digest: str) -> None:
+    """A 404 BLOB_UNKNOWN on GET and HEAD: never a 200 with an empty or wrong body."""
+    assert_error(client.get(f"/v2/{repo}/blobs/{digest}"), 404, "BLOB_UNKNOWN")
+    assert_error(client.head(f"/v2/{repo}/blobs/{digest}"), 404, None)
+
+
+def holders(moto: MotoServer, bucket: str, digest: str) -> tuple[list[str], list[str]]:
+    """(keys holding the bytes, 0-byte placeholder keys) of a digest in the bucket."""
+    objects = blob_objects(moto, bucket, digest)
+    return sorted(k for k, s in objects.items() if s > 0), sorted(k for k, s in objects.items() if s == 0)
+
+
+def test_shared_layer_is_held_once_and_survives_deleting_each_holder(
+        tmp_path: Path, moto_s3: MotoServer, bucket: str, cache_keys: dict[str, Any], launched: Launched) -> None:
+    """Three holders, one object with bytes; deleting the original hands its bytes over, the
+    last delete leaves nothing behind."""
+    server = start_server(launched, tmp_path, moto_s3, bucket, **cache_keys)
+    layer = os.urandom(LAYER_SIZE)
+    digest = digest_of(layer)
+    repos = new_repos(3)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for repo in repos:
+            assert push_blob(client, repo, layer) == digest
+        real, refs = holders(moto_s3, bucket, digest)
+        assert len(real) == 1 and len(refs) == 2, blob_objects(moto_s3, bucket, digest)
+        assert {repo_of(k) for k in real + refs} == set(repos)
+        assert object_digest(moto_s3, bucket, real[0]) == digest
+        for repo in repos:
+            assert_serves(client, repo, layer)
+
+        # Delete the original first: one of the two others must now hold the bytes.
+        original_repo = repo_of(real[0])
+        assert client.delete(f"/v2/{original_repo}/blobs/{digest}").status_code == 202
+        assert_unknown(client, original_repo, digest)
+        left = [r for r in repos if r != original_repo]
+        for repo in left:
+            assert_serves(client, repo, layer)
+        real, refs = holders(moto_s3, bucket, digest)
+        assert len(real) == 1 and len(refs) == 1, blob_objects(moto_s3, bucket, digest)
+        assert {repo_of(k) for k in real + refs} == set(left)
+        assert object_digest(moto_s3, bucket, real[0]) == digest
+
+        # Then the remaining placeholder, then the last (now original) holder.
+        placeholder_repo, last_repo = repo_of(refs[0]), repo_of(real[0])
+        assert client.delete(f"/v2/{placeholder_repo}/blobs/{digest}").status_code == 202
+        assert_unknown(client, placeholder_repo, digest)
+        assert_serves(client, last_repo, layer)
+        assert client.delete(f"/v2/{last_repo}/blobs/{digest}").status_code == 202
+        assert blob_objects(moto_s3, bucket, digest) == {}
+        for repo in repos:
+            assert_unknown(client, repo, digest)
+
+
+def test_placeholder_of_a_vanished_original_is_never_served(
+        tmp_path: Path, moto_s3: MotoServer, bucket: str, cache_keys: dict[str, Any], launched: Launched) -> None:
+    """The original removed behind the registry's back: its references answer 404, and the
+    layer pushed again into a new repository is stored for real and served."""
+    server = start_server(launched, tmp_path, moto_s3, bucket, **cache_keys)
+    layer = os.urandom(LAYER_SIZE)
+    digest = digest_of(layer)
+    repos = new_repos(4)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for repo in repos[:3]:
+            push_blob(client, repo, layer)
+        real, refs = holders(moto_s3, bucket, digest)
+        assert len(real) == 1 and len(refs) == 2, blob_objects(moto_s3, bucket, digest)
+        moto_s3.client().delete_object(Bucket=bucket, Key=real[0])
+        for _ in range(2):  # the first read repairs the cache; the second must not serve either
+            for repo in repos[:3]:
+                assert_unknown(client, repo, digest)
+        # A range read of a placeholder is refused too, not answered with an empty 206.
+        ranged = client.get(f"/v2/{repo_of(refs[0])}/blobs/{digest}", headers={"Range": "bytes=0-99"})
+        assert ranged.status_code == 404, (ranged.status_code, ranged.headers, ranged.content[:100])
+
+        push_blob(client, repos[3], layer)
+        assert blob_objects(moto_s3, bucket, digest)[f"{repos[3]}/blobs/sha256/{digest[7:]}"] == LAYER_SIZE
+        assert_serves(client, repos[3], layer)
+
+
+def test_repush_into_a_repository_holding_a_dangling_placeholder_serves_the_blob(
+        tmp_path: Path, moto_s3: MotoServer, bucket: str, cache_keys: dict[str, Any], launched: Launched) -> None:
+    """A client told 201 Created for a blob must be able to pull it: a push over a placeholder
+    whose original is gone has to store the bytes, not keep the empty reference."""
+    server = start_server(launched, tmp_path, moto_s3, bucket, **cache_keys)
+    layer = os.urandom(LAYER_SIZE)
+    digest = digest_of(layer)
+    repos = new_repos(2)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for repo in repos:
+            push_blob(client, repo, layer)
+        real, refs = holders(moto_s3, bucket, digest)
+        assert [repo_of(k) for k in real] == repos[:1] and [repo_of(k) for k in refs] == repos[1:], (real, refs)
+        moto_s3.client().delete_object(Bucket=bucket, Key=real[0])
+        assert_unknown(client, repos[1], digest)
+        assert push_blob(client, repos[1], layer) == digest  # 201
+        assert_serves(client, repos[1], layer)
+        assert blob_objects(moto_s3, bucket, digest) == {refs[0]: LAYER_SIZE}
+
+
+def test_mount_creates_a_placeholder_that_serves_the_bytes(
+        tmp_path: Path, moto_s3: MotoServer, bucket: str, cache_keys: dict[str, Any], launched: Launched) -> None:
+    """A cross-repository mount on S3 copies nothing: a placeholder, resolved on read."""
+    server = start_server(launched, tmp_path, moto_s3, bucket, **cache_keys)
+    layer = os.urandom(LAYER_SIZE)
+    digest = digest_of(layer)
+    source, target = new_repos(2)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        push_blob(client, source, layer)
+        mounted = client.post(f"/v2/{target}/blobs/uploads/", params={"mount": digest, "from": source})
+        assert mounted.status_code == 201, (mounted.status_code, mounted.text)
+        assert mounted.headers.get("Docker-Content-Digest") == digest
+        assert blob_objects(moto_s3, bucket, digest) == {
+            f"{source}/blobs/sha256/{digest[7:]}": LAYER_SIZE, f"{target}/blobs/sha256/{digest[7:]}": 0}
+        assert_serves(client, target, layer)
+        # The mounted copy outlives its source: the source's delete hands the bytes over.
+        assert client.delete(f"/v2/{source}/blobs/{digest}").status_code == 202
+        assert_serves(client, target, layer)
+        assert blob_objects(moto_s3, bucket, digest) == {f"{target}/blobs/sha256/{digest[7:]}": LAYER_SIZE}
+
+
+def test_dedupe_toggled_off_restores_real_copies_and_back_on_references_again(
+        tmp_path: Path, moto_s3: MotoServer, bucket: str, launched: Launched) -> None:
+    """Switching dedupe off must give every holder its own bytes (a later delete of any one
+    cannot hurt the others); switching it back on turns the copies into references again."""
+    layer = os.urandom(LAYER_SIZE)
+    digest = digest_of(layer)
+    repos = new_repos(3)
+    server = start_server(launched, tmp_path, moto_s3, bucket, dedupe=True)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for repo in repos:
+            push_blob(client, repo, layer)
+    real, refs = holders(moto_s3, bucket, digest)
+    assert len(real) == 1 and len(refs) == 2, blob_objects(moto_s3, bucket, digest)
+    server.stop()
+
+    server = start_server(launched, tmp_path, moto_s3, bucket, dedupe=False)
+    done = run_cli(launched, "dedupe", str(server.config_path), "--reconcile")
+    assert done.returncode == 0, done.stdout + done.stderr
+    objects = blob_objects(moto_s3, bucket, digest)
+    assert sorted(objects.values()) == [LAYER_SIZE] * 3, objects
+    assert {repo_of(k) for k in objects} == set(repos)
+    for key in objects:
+        assert object_digest(moto_s3, bucket, key) == digest, key
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for repo in repos:
+            assert_serves(client, repo, layer)
+    server.stop()
+
+    server = start_server(launched, tmp_path, moto_s3, bucket, dedupe=True)
+    done = run_cli(launched, "dedupe", str(server.config_path), "--reconcile")
+    assert done.returncode == 0, done.stdout + done.stderr
+    real, refs = holders(moto_s3, bucket, digest)
+    assert len(real) == 1 and len(refs) == 2, blob_objects(moto_s3, bucket, digest)
+    assert object_digest(moto_s3, bucket, real[0]) == digest
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for repo in repos:
+            assert_serves(client, repo, layer)
