@@ -13,7 +13,6 @@ admin user whose keys then drive the set-up (buckets, users, policies) like a re
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.servers import BIN, env_without_proxy, free_port, wait_http
+from tests.servers import BIN, env_without_proxy, free_port, stop_process, wait_http
 
 REGION = "us-east-1"
 # The unauthenticated calls of the IAM bootstrap: CreateUser, PutUserPolicy, CreateAccessKey.
@@ -89,13 +88,7 @@ class MotoServer:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

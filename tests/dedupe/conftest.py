@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +20,6 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 CACHES = ["embedded", "redis", "dynamodb"]
 
 
-@pytest.fixture(scope="session")
-def dedupe_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("dedupe-redis"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(params=CACHES)
 def cache_storage(request: pytest.FixtureRequest) -> dict[str, Any]:
     """The storage keys of a config whose dedupe uses the parametrised cache (fresh keys/tables)."""
@@ -38,7 +27,7 @@ def cache_storage(request: pytest.FixtureRequest) -> dict[str, Any]:
     if request.param == "embedded":
         return {"dedupe": True}
     if request.param == "redis":
-        redis: RedisServer = request.getfixturevalue("dedupe_redis")
+        redis: RedisServer = request.getfixturevalue("session_redis")
         return {"dedupe": True, "remoteCache": True,
                 "cacheDriver": {"name": "redis", "url": redis.url, "keyprefix": f"t{unique}"}}
     if request.param == "dynamodb":

@@ -110,8 +110,11 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    procs = getattr(item, "funcargs", {}).get("launched")
-    if report.failed and isinstance(procs, Launched):
+    if not report.failed:
+        return report
+    for procs in getattr(item, "funcargs", {}).values():
+        if not isinstance(procs, Launched):
+            continue
         for i, p in enumerate(procs.processes):
             tail = "\n".join(p.log().splitlines()[-LOG_TAIL_LINES:])
             report.sections.append((f"{type(p).__name__} #{i} log (last {LOG_TAIL_LINES} lines)", tail))
