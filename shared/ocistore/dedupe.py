@@ -89,7 +89,7 @@ async def place(store: Store, repo: str, digest: Digest, upload: str) -> None:
         return
     key = str(digest)
     async with store.locks.hold(f"dedupe:{key}"):
-        if await store.driver.exists(target):
+        if await _serves(store, key, target):
             await _drop(store, upload)
         elif (original := await _live_original(store, key, target)) is not None:
             await _hold(store, original, target)
@@ -97,6 +97,15 @@ async def place(store: Store, repo: str, digest: Digest, upload: str) -> None:
         else:
             await store.driver.move(upload, target)
         await store.cache.add(key, target)
+
+
+async def _serves(store: Store, digest: str, path: str) -> bool:
+    """Whether `path` yields the digest's bytes (a reference whose original is gone does not)."""
+    try:
+        info = await store.driver.stat(path)
+    except PathNotFound:
+        return False
+    return await resolve(store, digest, path, info) is not None
 
 
 async def link_existing(store: Store, repo: str, digest: Digest, source: str | None) -> bool:

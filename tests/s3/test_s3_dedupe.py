@@ -46,6 +46,8 @@ def assert_serves(client: httpx.Client, repo: str, data: bytes) -> None:
     assert head.status_code == 200, (repo, head.status_code)
     assert int(head.headers["Content-Length"]) == len(data), (repo, head.headers)
     assert head.headers.get("Docker-Content-Digest") == digest, (repo, head.headers)
+    part = client.get(f"/v2/{repo}/blobs/{digest}", headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == data[100:200], (repo, part.status_code, len(part.content))
 
 
 def assert_unknown(client: httpx.Client, repo: str, digest: str) -> None:
@@ -166,6 +168,23 @@ def test_mount_creates_a_placeholder_that_serves_the_bytes(
         assert client.delete(f"/v2/{source}/blobs/{digest}").status_code == 202
         assert_serves(client, target, layer)
         assert blob_objects(moto_s3, bucket, digest) == {f"{target}/blobs/sha256/{digest[7:]}": LAYER_SIZE}
+
+
+def test_empty_blob_is_served_from_every_holder(
+        tmp_path: Path, moto_s3: MotoServer, bucket: str, launched: Launched) -> None:
+    """The empty blob is 0 bytes for real, not a placeholder: every holder answers 200 with no body."""
+    server = start_server(launched, tmp_path, moto_s3, bucket, dedupe=True)
+    digest = digest_of(b"")
+    repos = new_repos(2)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for repo in repos:
+            push_blob(client, repo, b"")
+        assert client.delete(f"/v2/{repos[0]}/blobs/{digest}").status_code == 202
+        got = client.get(f"/v2/{repos[1]}/blobs/{digest}")
+        assert got.status_code == 200 and got.content == b"", (got.status_code, got.text[:200])
+        assert got.headers.get("Docker-Content-Digest") == digest
+        assert client.head(f"/v2/{repos[1]}/blobs/{digest}").headers.get("Content-Length") == "0"
+        assert_unknown(client, repos[0], digest)
 
 
 def test_dedupe_toggled_off_restores_real_copies_and_back_on_references_again(

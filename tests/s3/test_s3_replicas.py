@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.api.helpers import OCI_MANIFEST, build_image, digest_of, push_manifest
+from tests.api.helpers import OCI_MANIFEST, build_image, digest_of, push_blob, push_manifest
 from tests.moto import MotoServer
-from tests.s3.conftest import Launched
+from tests.s3.conftest import Launched, blob_objects
 from tests.servers import OcistoreTopology, RedisServer
 
 MIB = 1 << 20
@@ -132,3 +132,23 @@ def test_concurrent_tagging_through_both_replicas_loses_no_tag(replicas: list[ht
         for t in (tags[0], tags[-1]):
             resp = client.get(f"/v2/{repo}/manifests/{t}", headers={"Accept": OCI_MANIFEST})
             assert resp.status_code == 200 and resp.content == image.manifest
+
+
+def test_one_layer_pushed_concurrently_through_both_replicas_is_held_once(
+        replicas: list[httpx.Client], moto_s3: MotoServer, shared_bucket: str) -> None:
+    """Replicas racing to place one digest agree on a single original (the lock is shared)."""
+    layer = os.urandom(200_000)
+    digest = digest_of(layer)
+    tag = uuid.uuid4().hex[:10]
+    repos = [f"replicas/{tag}-{i}" for i in range(8)]
+
+    def push(i: int) -> str:
+        return push_blob(replicas[i % 2], repos[i], layer)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(push, range(len(repos)))) == [digest] * len(repos)
+    objects = blob_objects(moto_s3, shared_bucket, digest)
+    assert len(objects) == len(repos) and sorted(objects.values()) == [0] * (len(repos) - 1) + [len(layer)], objects
+    for i, repo in enumerate(repos):
+        got = replicas[(i + 1) % 2].get(f"/v2/{repo}/blobs/{digest}")
+        assert got.status_code == 200 and digest_of(got.content) == digest, (repo, got.status_code)
