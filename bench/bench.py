@@ -5,9 +5,11 @@ then the other (the order alternating between repeats) so slow drift of the mach
 alike. The figures, their ratio ocistore/peer against the targets (bulk >= 1x, small ops >= 2x)
 and the server CPU per GB or per 1,000 operations are printed and written to
 bench/results/latest.json. Where the servers keep their data is a `StorageBackend`
-(registries.py): only the filesystem exists today, and an S3 mode is one more backend and a flag.
+(registries.py): a local directory each by default; with --s3, one bucket each on a moto server
+started on loopback, with smaller sizes (moto is slow) and moto's own CPU reported per figure,
+written to bench/results/latest-s3.json.
 
-    .venv/bin/python bench/bench.py [--quick] [--only peer|ocistore] [--workload NAME ...]
+    .venv/bin/python bench/bench.py [--s3] [--quick] [--only peer|ocistore] [--workload NAME ...]
 """
 
 from __future__ import annotations
@@ -29,11 +31,20 @@ import uvloop
 
 import report
 from http1 import Client
-from registries import FilesystemStorage, Server, ServerStartError, StorageBackend, start_ocistore, start_peer
+from registries import (
+    FilesystemStorage,
+    S3Storage,
+    Server,
+    ServerStartError,
+    StorageBackend,
+    start_ocistore,
+    start_peer,
+)
 from wire import Registry
-from workloads import FULL, QUICK, WORKLOADS, Meter, Sample, Sizes, Target, Workload
+from workloads import FULL, QUICK, S3, S3_QUICK, WORKLOADS, Meter, Sample, Sizes, Target, Workload
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+RESULTS_S3 = RESULTS.with_name("latest-s3.json")
 BUSY_FRACTION = 0.2
 STARTERS = {report.PEER: start_peer, report.OCISTORE: start_ocistore}
 
@@ -41,21 +52,27 @@ STARTERS = {report.PEER: start_peer, report.OCISTORE: start_ocistore}
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command line: size preset, which servers, which workloads, where the JSON goes."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--s3", action="store_true",
+                        help="both servers on S3 (moto on loopback, a bucket each), with smaller sizes")
     parser.add_argument("--quick", action="store_true", help="small sizes and counts, for a smoke run")
     parser.add_argument("--only", choices=list(STARTERS), help="run against one server alone")
     parser.add_argument("--workload", action="append", choices=[w.name for w in WORKLOADS],
                         help="run only this workload (repeatable); default all")
-    parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS})")
+    parser.add_argument("--output", type=Path,
+                        help=f"JSON results (default {RESULTS}, or {RESULTS_S3.name} beside it with --s3)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Start the servers, run the workloads, always stop the servers, then report."""
     args = parse_args(argv)
-    sizes = QUICK if args.quick else FULL
+    storage: StorageBackend = S3Storage() if args.s3 else FilesystemStorage()
+    sizes = {(False, False): FULL, (True, False): QUICK, (False, True): S3, (True, True): S3_QUICK}[
+        (args.quick, args.s3)]
+    output: Path = args.output or (RESULTS_S3 if args.s3 else RESULTS)
     names = [args.only] if args.only else list(STARTERS)
     workloads = [w for w in WORKLOADS if not args.workload or w.name in args.workload]
-    storage = FilesystemStorage()
+    print(f"storage {storage.name}; sizes: {sizes.describe()}", flush=True)
     started, busy = time.time(), _host_busy()
     if busy > BUSY_FRACTION:
         print(f"warning: the CPUs were {busy:.0%} busy before start; something else is running and "
@@ -70,27 +87,29 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + report.render(table))
     _print_problems(outcome)
     document = _document(args, sizes, storage, (started, busy), table, outcome)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"\nresults written to {args.output} ({time.time() - started:.0f}s)")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"\nresults written to {output} ({time.time() - started:.0f}s)")
     return 1 if any(outcome.errors.values()) else 0
 
 
 def measure(names: list[str], storage: StorageBackend, sizes: Sizes, workloads: list[Workload]) -> Outcome:
-    """Start the named servers, run the workloads, and stop the servers whatever happens.
+    """Start the storage and the named servers, run the workloads, and stop them all whatever happens.
 
     Stopping is guarded three ways: this finally block, atexit, and SIGTERM turned into SystemExit
-    (a SIGKILL of the bench is covered by the servers' parent-death signal).
+    (a SIGKILL of the bench is covered by the servers' parent-death signal, but not for moto, which
+    tests.moto starts without one).
     """
     servers: list[Server] = []
-    atexit.register(_stop_all, servers)
+    atexit.register(_stop_all, servers, storage)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
+        storage.start()
         for name in names:
             servers.append(STARTERS[name](storage))
-        return uvloop.run(run_all(servers, sizes, workloads))
+        return uvloop.run(run_all(servers, storage, sizes, workloads))
     finally:
-        _stop_all(servers)
+        _stop_all(servers, storage)
 
 
 class Outcome:
@@ -103,11 +122,12 @@ class Outcome:
         self.notes: dict[str, list[str]] = {name: [] for name in names}
 
 
-async def run_all(servers: list[Server], sizes: Sizes, workloads: list[Workload]) -> Outcome:
+async def run_all(servers: list[Server], storage: StorageBackend, sizes: Sizes,
+                  workloads: list[Workload]) -> Outcome:
     """Run every workload on every server, interleaved, with one pooled client per server."""
     outcome = Outcome([s.name for s in servers])
-    targets = [Target(s.name, Registry(Client(s.base_url, sizes.concurrency)), Meter(s.cpu_seconds))
-               for s in servers]
+    targets = [Target(s.name, Registry(Client(s.base_url, sizes.concurrency)),
+                      Meter(s.cpu_seconds, storage.service_cpu)) for s in servers]
     try:
         for target in targets:
             await target.registry.ping()
@@ -149,9 +169,10 @@ def _print_progress(name: str, rep: int, sample: Sample) -> None:
     """One line per timed span, so a long run shows where it is."""
     figure = report.FIGURES[sample.figure]
     rate = sample.units / sample.seconds / (1e6 if figure.bulk else 1.0)
+    moto = "" if sample.storage_cpu is None else f"  moto cpu {sample.storage_cpu:5.2f}s"
     print(f"[{name:8}] {sample.figure:22} #{rep + 1}: {rate:9.1f} {figure.unit:7} "
-          f"{sample.seconds:6.2f}s  server cpu {sample.server_cpu:5.2f}s  client cpu {sample.client_cpu:5.2f}s",
-          flush=True)
+          f"{sample.seconds:6.2f}s  server cpu {sample.server_cpu:5.2f}s  client cpu {sample.client_cpu:5.2f}s"
+          f"{moto}", flush=True)
 
 
 def _describe(exc: BaseException) -> str:
@@ -208,10 +229,11 @@ def _cpu_count() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def _stop_all(servers: list[Server]) -> None:
-    """Stop every started server; safe to call twice (try/finally and atexit both do)."""
+def _stop_all(servers: list[Server], storage: StorageBackend) -> None:
+    """Stop every started server, then the storage; safe to call twice (try/finally and atexit both do)."""
     for server in servers:
         server.stop()
+    storage.stop()
 
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:

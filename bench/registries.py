@@ -2,8 +2,8 @@
 
 Each server runs in its own process group on a free loopback port over an empty data directory, so
 runs never see each other's data and a stop can take any worker processes down with it. Where the
-data lives is a `StorageBackend`: only the filesystem exists today, and an S3 mode is one more class
-that writes the two storage sections.
+data lives is a `StorageBackend`: a local directory per server (`FilesystemStorage`), or one bucket
+per server on a moto server on loopback that the backend starts and meters (`S3Storage`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -23,12 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+# Run as a script from bench/: moto's launcher lives in the repository's `tests` package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.moto import REGION, MotoServer
+from tests.servers import env_without_proxy
+
 PEER_BINARY = "/usr/bin/docker-registry"
 OCISTORE_BINARY = str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "ocistore")
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PR_SET_PDEATHSIG = 1
+S3_CHUNK = 5 * (1 << 20)  # multipart part size for both servers: S3's minimum (both default to 10 MiB)
 
 
 class ServerStartError(RuntimeError):
@@ -39,6 +47,18 @@ class StorageBackend(Protocol):
     """Where a registry keeps its data, expressed in each server's own configuration dialect."""
 
     name: str
+
+    def start(self) -> None:
+        """Bring up whatever serves the storage, before any registry starts."""
+        ...
+
+    def stop(self) -> None:
+        """Take it down again and drop its data; safe to call twice, or without a start."""
+        ...
+
+    def service_cpu(self) -> float | None:
+        """CPU seconds so far of the storage service the backend runs, or None if it runs none."""
+        ...
 
     def peer_storage(self, root: Path) -> dict[str, Any]:
         """The `storage` section of docker-registry's YAML (JSON is valid YAML)."""
@@ -54,6 +74,16 @@ class FilesystemStorage:
 
     name = "filesystem"
 
+    def start(self) -> None:
+        """Nothing to start: the servers write to their own directories."""
+
+    def stop(self) -> None:
+        """Nothing to stop: each server drops its directory when it stops."""
+
+    def service_cpu(self) -> float | None:
+        """No storage process of its own; the kernel's file I/O is charged to the servers."""
+        return None
+
     def peer_storage(self, root: Path) -> dict[str, Any]:
         """Filesystem driver with deletes enabled, like a registry that is garbage-collected."""
         return {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True}}
@@ -61,6 +91,73 @@ class FilesystemStorage:
     def ocistore_storage(self, root: Path) -> dict[str, Any]:
         """zot's `rootDirectory`."""
         return {"rootDirectory": str(root)}
+
+
+class S3Storage:
+    """Both servers on S3: moto's server mode on a free loopback port, one bucket per server.
+
+    moto keeps objects in its own memory, so it is a third process doing real work on the same CPUs
+    (its CPU is metered per span, like the servers'). docker-registry's blob redirects are turned
+    off so its blob bodies pass through it, as ocistore's do without `redirectBlobURL`.
+    """
+
+    name = "s3"
+
+    def __init__(self) -> None:
+        """Not started yet: `start` runs moto."""
+        self._moto: MotoServer | None = None
+        self._workdir: Path | None = None
+
+    @property
+    def moto(self) -> MotoServer:
+        """The running moto server."""
+        if self._moto is None:
+            raise RuntimeError("S3Storage used before start()")
+        return self._moto
+
+    def start(self) -> None:
+        """Start `moto_server` in a fresh directory (its log stays there) and wait for its API."""
+        self._workdir = Path(tempfile.mkdtemp(prefix="ocistore-bench-moto-"))
+        self._moto = MotoServer(self._workdir)
+        try:
+            self._moto.start()
+        except RuntimeError as exc:
+            tail = self._moto.log()[-2000:]
+            self.stop()
+            raise ServerStartError(f"moto: {exc}:\n{tail}") from exc
+
+    def stop(self) -> None:
+        """Stop moto (SIGTERM, then SIGKILL) and drop its directory."""
+        if self._moto is not None:
+            self._moto.stop()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def service_cpu(self) -> float | None:
+        """moto's CPU seconds (user + system), read from /proc like the servers'."""
+        proc = self.moto.proc
+        return None if proc is None else tree_cpu_seconds(proc.pid)
+
+    def peer_storage(self, root: Path) -> dict[str, Any]:
+        """Distribution 2.8's `s3` driver. Its release-2.8 parameters have no `forcepathstyle`: a
+        `regionendpoint` implies path-style requests there."""
+        s3 = {
+            "region": REGION, "bucket": self._bucket("bench-peer"), "regionendpoint": self.moto.url,
+            "accesskey": self.moto.access_key, "secretkey": self.moto.secret_key, "secure": False,
+            "v4auth": True, "chunksize": S3_CHUNK, "rootdirectory": "/peer",
+        }
+        return {"s3": s3, "delete": {"enabled": True}, "redirect": {"disable": True}}
+
+    def ocistore_storage(self, root: Path) -> dict[str, Any]:
+        """zot's `storageDriver` block, beside a local `rootDirectory` for the embedded cache."""
+        driver = self.moto.driver_params(self._bucket("bench-ocistore"), rootdirectory="/ocistore",
+                                         chunksize=S3_CHUNK)
+        return {"rootDirectory": str(root), "storageDriver": driver}
+
+    def _bucket(self, name: str) -> str:
+        """Create the bucket `name` and return it."""
+        self.moto.client().create_bucket(Bucket=name)
+        return name
 
 
 @dataclass
@@ -73,15 +170,8 @@ class Server:
     workdir: Path
 
     def cpu_seconds(self) -> float:
-        """User+system CPU of the server and every live descendant (reaped ones via cutime/cstime)."""
-        ticks = 0
-        for pid in _process_tree(self.proc.pid):
-            fields = _stat_fields(pid)
-            # utime, stime (fields 14-15) for all; cutime, cstime (16-17) of the root count its
-            # reaped workers, while a live worker's own reaped children are too rare to matter.
-            last = 15 if pid == self.proc.pid else 13
-            ticks += sum(int(f) for f in fields[11:last])
-        return ticks / _TICKS
+        """User+system CPU of the server and its workers."""
+        return tree_cpu_seconds(self.proc.pid)
 
     def log_tail(self) -> str:
         """The end of the server's output, for when it fails to start or dies."""
@@ -141,7 +231,8 @@ def _launch(name: str, argv: list[str], workdir: Path, port: int) -> Server:
     (workdir / "data").mkdir()
     with open(workdir / "server.log", "wb") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=workdir, start_new_session=True, preexec_fn=_die_with_parent)
+                                cwd=workdir, env=_server_env(), start_new_session=True,
+                                preexec_fn=_die_with_parent)
     server = Server(name, proc, f"http://127.0.0.1:{port}", workdir)
     try:
         _wait_ready(server)
@@ -149,6 +240,18 @@ def _launch(name: str, argv: list[str], workdir: Path, port: int) -> Server:
         server.stop()
         raise
     return server
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User+system CPU of process `root` and every live descendant (reaped ones via cutime/cstime)."""
+    ticks = 0
+    for pid in _process_tree(root):
+        fields = _stat_fields(pid)
+        # utime, stime (fields 14-15) for all; cutime, cstime (16-17) of the root count its
+        # reaped workers, while a live worker's own reaped children are too rare to matter.
+        last = 15 if pid == root else 13
+        ticks += sum(int(f) for f in fields[11:last])
+    return ticks / _TICKS
 
 
 def _wait_ready(server: Server) -> None:
@@ -165,6 +268,15 @@ def _wait_ready(server: Server) -> None:
             pass
         time.sleep(0.1)
     raise ServerStartError(f"{server.name} not ready after {READY_TIMEOUT:.0f}s:\n{server.log_tail()}")
+
+
+def _server_env() -> dict[str, str]:
+    """Our environment without proxies (moto is on loopback) and without AWS_CA_BUNDLE: its endpoint is
+    plain HTTP, and docker-registry 2.8 panics at start when the variable is set ("unable to load
+    custom CA bundle, HTTPClient's transport unsupported type")."""
+    env = env_without_proxy()
+    env.pop("AWS_CA_BUNDLE", None)
+    return env
 
 
 def _die_with_parent() -> None:

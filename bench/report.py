@@ -2,6 +2,7 @@
 
 A figure's value is the median rate over its repeats (robust to one noisy run on a 2-core box);
 its CPU cost is total server CPU over total work, which is steadier than a median of small numbers.
+On S3 the storage service's (moto's) CPU while serving each registry is charged the same way.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Measured:
     value: float
     cpu: float
     client_cpu: float
+    storage_cpu: float | None
     samples: list[Sample]
 
     @classmethod
@@ -63,10 +65,12 @@ class Measured:
         scale = 1e6 if figure.bulk else 1.0
         per_cpu = 1e9 if figure.bulk else 1e3
         units = sum(s.units for s in samples)
+        storage = [s.storage_cpu for s in samples if s.storage_cpu is not None]
         return cls(
             value=statistics.median(s.units / s.seconds / scale for s in samples),
             cpu=sum(s.server_cpu for s in samples) / units * per_cpu,
             client_cpu=sum(s.client_cpu for s in samples) / units * per_cpu,
+            storage_cpu=sum(storage) / units * per_cpu if len(storage) == len(samples) else None,
             samples=samples,
         )
 
@@ -88,20 +92,27 @@ def ratio(row: dict[str, Measured]) -> float | None:
 
 
 def render(table: dict[str, dict[str, Measured]]) -> str:
-    """The human-readable table: values, ratio with its target and verdict, server CPU cost."""
+    """The human-readable table: values, ratio with its target and verdict, server CPU cost, and
+    the storage service's CPU cost while serving each server when it was metered (S3)."""
+    metered = any(m.storage_cpu is not None for row in table.values() for m in row.values())
     head = (f"{'figure':36} {'unit':7} {'peer':>9} {'ocistore':>9} {'ratio':>7} {'target':>8}  "
-            f"{'peer cpu':>9} {'ocistore cpu':>12} {'':8}")
+            f"{'peer cpu':>9} {'ocistore cpu':>12} " + (f"{'peer moto':>9} {'oci moto':>9} " if metered else "")
+            + f"{'':8}")
     lines = [head, "-" * len(head)]
     for key, row in table.items():
         figure = FIGURES[key]
         r = ratio(row)
         verdict = "" if r is None else ("ok" if r >= figure.target else "MISS")
+        storage = (f"{_num(row, PEER, 'storage_cpu'):>9} {_num(row, OCISTORE, 'storage_cpu'):>9} "
+                   if metered else "")
         lines.append(
             f"{figure.title:36} {figure.unit:7} {_num(row, PEER, 'value'):>9} "
             f"{_num(row, OCISTORE, 'value'):>9} {'-' if r is None else f'{r:.2f}x':>7} "
             f"{f'>={figure.target:.1f}x':>8} {verdict:4} {_num(row, PEER, 'cpu'):>9} "
-            f"{_num(row, OCISTORE, 'cpu'):>12} {figure.cpu_unit}"
+            f"{_num(row, OCISTORE, 'cpu'):>12} {storage}{figure.cpu_unit}"
         )
+    if metered:
+        lines.append("(moto: the S3 server's own CPU while serving that registry, in the same units)")
     return "\n".join(lines)
 
 
@@ -121,15 +132,15 @@ def as_json(table: dict[str, dict[str, Measured]]) -> dict[str, Any]:
 def _measured_json(m: Measured) -> dict[str, Any]:
     """One server's aggregate and raw samples."""
     return {
-        "value": m.value, "server_cpu": m.cpu, "client_cpu": m.client_cpu,
+        "value": m.value, "server_cpu": m.cpu, "client_cpu": m.client_cpu, "storage_cpu": m.storage_cpu,
         "samples": [{"seconds": s.seconds, "units": s.units, "server_cpu": s.server_cpu,
-                     "client_cpu": s.client_cpu} for s in m.samples],
+                     "client_cpu": s.client_cpu, "storage_cpu": s.storage_cpu} for s in m.samples],
     }
 
 
 def _num(row: dict[str, Measured], server: str, attr: str) -> str:
     """A table cell: the attribute with precision that suits its size, or '-' if not measured."""
-    if server not in row:
+    value: float | None = getattr(row[server], attr) if server in row else None
+    if value is None:
         return "-"
-    value: float = getattr(row[server], attr)
     return f"{value:.0f}" if value >= 100 else f"{value:.3g}"

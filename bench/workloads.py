@@ -2,8 +2,8 @@
 
 A workload prepares its data untimed (random bodies, digests, manifests, the tags or repositories it
 lists), then times only the requests it measures through `Meter.span`, which also charges the
-server the CPU it burnt over exactly that interval. Every workload uses fresh content per server
-and repeat so no registry is helped by having seen a blob before.
+server (and on S3 the storage service) the CPU it burnt over exactly that interval. Every workload
+uses fresh content per server and repeat so no registry is helped by having seen a blob before.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ MIB = 1 << 20
 
 @dataclass(frozen=True)
 class Sizes:
-    """How much each workload does; `FULL` is the real benchmark, `QUICK` a smoke run.
+    """How much each workload does; `FULL` is the real benchmark, `QUICK` a smoke run, and `S3`,
+    `S3_QUICK` the same on S3, smaller because moto (an in-memory S3 in Python) is slow.
 
-    FULL takes about 100 s on an idle 2-core machine; the repeats are what keeps the medians
-    steady, so shrink counts before repeats if it ever needs to be faster.
+    FULL takes about 100 s on an idle 2-core machine and S3 about 10 minutes (the peer's catalog
+    and HEADs dominate); the repeats are what keeps the medians steady, so shrink counts before
+    repeats if it ever needs to be faster.
     """
 
     bulk_bytes: int  # size of each large blob pushed or pulled
@@ -53,6 +55,14 @@ class Sizes:
         if self.bulk_bytes % self.chunk_bytes or self.chunk_bytes % STREAM_PIECE:
             raise ValueError("bulk_bytes must be a multiple of chunk_bytes, itself a multiple of 1 MiB")
 
+    def describe(self) -> str:
+        """The sizes in one line, for the start of a run."""
+        return (f"bulk {self.bulk_bytes // MIB} MiB x{self.bulk_repeats} (PATCH {self.chunk_bytes // MIB} MiB); "
+                f"x{self.small_repeats} each: {self.small_count} blob pushes, {self.manifest_count} manifest "
+                f"PUT+GET, {self.head_count} HEADs, {self.tag_list_count}+{self.tag_walk_count} tag lists of "
+                f"{self.tag_count} (n={self.page_size}), {self.catalog_count} catalogs of {self.repo_count}; "
+                f"c={self.concurrency}")
+
 
 FULL = Sizes(bulk_bytes=256 * MIB, chunk_bytes=8 * MIB, small_count=2000, manifest_count=2000,
              head_count=5000, tag_count=1000, page_size=100, tag_list_count=400, tag_walk_count=100,
@@ -60,24 +70,33 @@ FULL = Sizes(bulk_bytes=256 * MIB, chunk_bytes=8 * MIB, small_count=2000, manife
 QUICK = Sizes(bulk_bytes=32 * MIB, chunk_bytes=8 * MIB, small_count=200, manifest_count=200,
               head_count=500, tag_count=100, page_size=10, tag_list_count=40, tag_walk_count=10,
               repo_count=50, catalog_count=20, bulk_repeats=2, small_repeats=2)
+S3 = Sizes(bulk_bytes=64 * MIB, chunk_bytes=8 * MIB, small_count=500, manifest_count=500, head_count=1000,
+           tag_count=500, page_size=50, tag_list_count=100, tag_walk_count=20, repo_count=100,
+           catalog_count=50, bulk_repeats=5, small_repeats=3)
+S3_QUICK = Sizes(bulk_bytes=16 * MIB, chunk_bytes=8 * MIB, small_count=100, manifest_count=100, head_count=300,
+                 tag_count=50, page_size=10, tag_list_count=20, tag_walk_count=5, repo_count=20,
+                 catalog_count=10, bulk_repeats=2, small_repeats=2)
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One timed span: `units` are bytes for bulk figures and operations for the others."""
+    """One timed span: `units` are bytes for bulk figures and operations for the others;
+    `storage_cpu` is the storage service's (moto's) CPU over the span, None on the filesystem."""
 
     figure: str
     seconds: float
     units: int
     server_cpu: float
     client_cpu: float
+    storage_cpu: float | None
 
 
 @dataclass
 class Meter:
-    """Times spans and reads the server's CPU seconds around each one."""
+    """Times spans and reads the server's (and storage service's) CPU seconds around each one."""
 
     server_cpu: Callable[[], float]
+    storage_cpu: Callable[[], float | None]
     samples: list[Sample] = field(default_factory=list)
 
     @contextmanager
@@ -87,12 +106,13 @@ class Meter:
         Dirty pages are flushed first so no span pays for write-back of the previous server's data.
         """
         os.sync()
-        cpu0, client0 = self.server_cpu(), time.process_time()
+        cpu0, client0, storage0 = self.server_cpu(), time.process_time(), self.storage_cpu()
         start = time.perf_counter()
         yield
         seconds = time.perf_counter() - start
-        cpu1, client1 = self.server_cpu(), time.process_time()
-        self.samples.append(Sample(figure, seconds, units, cpu1 - cpu0, client1 - client0))
+        cpu1, client1, storage1 = self.server_cpu(), time.process_time(), self.storage_cpu()
+        storage = None if storage0 is None or storage1 is None else storage1 - storage0
+        self.samples.append(Sample(figure, seconds, units, cpu1 - cpu0, client1 - client0, storage))
 
 
 @dataclass

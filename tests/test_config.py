@@ -79,14 +79,6 @@ def test_a_bad_key_or_value_is_named(raw: dict[str, Any], named: str) -> None:
     assert named in str(info.value)
 
 
-def test_keys_owned_by_later_work_are_accepted_and_reported(tmp_path: Path) -> None:
-    path = tmp_path / "c.json"
-    path.write_text(json.dumps({"storage": {"rootDirectory": "/r", "subPaths": {"/a": {"rootDirectory": "/s"}}}}))
-    result = verify(path)
-    assert result.returncode == 0
-    assert "storage.subPaths is accepted but not implemented yet" in result.stdout
-
-
 @pytest.mark.parametrize(
     ("content", "message"),
     [("{not json", "not valid JSON"), (json.dumps({"storage": {"rootDirectory": "/r", "gc": 1}}), "storage.gc")],

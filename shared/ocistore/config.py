@@ -24,13 +24,6 @@ log = logging.getLogger("ocistore.config")
 
 REDIS_URL_ENV = "OCISTORE_REDIS_URL"
 
-# Keys that a later piece of work owns: accepted, and named in a warning until then.
-NOT_IMPLEMENTED_YET: frozenset[str] = frozenset(
-    {
-    }
-)
-
-
 class ConfigError(ValueError):
     """A config problem, worded for the operator: which key, which value, what is wanted."""
 
@@ -76,8 +69,6 @@ class Config:
     scrub: ScrubConfig = field(default_factory=ScrubConfig)
     # ocistore's own key: the Redis of the scaled topology (broker, event stream, locks).
     redis_url: str | None = None
-    # Keys present in the file that a later piece of work owns (dotted, as written).
-    pending: tuple[str, ...] = ()
 
     def with_port(self, port: int) -> Config:
         return replace(self, http=replace(self.http, port=port))
@@ -191,7 +182,7 @@ _UNSUPPORTED = {
 }
 
 
-def _walk(raw: Any, schema: Schema, where: str, pending: list[str]) -> dict[str, Any]:
+def _walk(raw: Any, schema: Schema, where: str) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where or 'config'}: expected an object, got {raw!r}")
     out: dict[str, Any] = {}
@@ -211,12 +202,10 @@ def _walk(raw: Any, schema: Schema, where: str, pending: list[str]) -> dict[str,
             out[attr] = parse(value)
         except ValueError as exc:
             raise ConfigError(f"{dotted}: invalid value {value!r}: {exc}") from None
-        if full in NOT_IMPLEMENTED_YET:
-            pending.append(dotted)
     return out
 
 
-def _storage(raw: Any, where: str, pending: list[str]) -> StorageConfig:
+def _storage(raw: Any, where: str) -> StorageConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected an object, got {raw!r}")
     sub_raw = None
@@ -228,7 +217,7 @@ def _storage(raw: Any, where: str, pending: list[str]) -> StorageConfig:
             sub_raw = v
         else:
             plain[k] = v
-    values = _walk(plain, _STORAGE_KEYS, where, pending)
+    values = _walk(plain, _STORAGE_KEYS, where)
     if "root_directory" not in values:
         raise ConfigError(f"{where}.rootDirectory: required")
     remote = values.get("remote_cache", False)
@@ -247,7 +236,7 @@ def _storage(raw: Any, where: str, pending: list[str]) -> StorageConfig:
                 raise ConfigError(
                     f"{where}.subPaths: invalid route {route_s!r}: use '/' and one name component, e.g. '/infra'"
                 )
-            subs[route_s] = _storage(sub, f"{where}.subPaths.{route_s}", pending)
+            subs[route_s] = _storage(sub, f"{where}.subPaths.{route_s}")
     storage = StorageConfig(**values, sub_paths=subs)
     if subs:
         _check_roots(storage)
@@ -284,20 +273,19 @@ def parse_config(raw: Any) -> Config:
     """Build a Config from decoded JSON/YAML, raising ConfigError with the key and value."""
     if not isinstance(raw, Mapping):
         raise ConfigError("config: the file must hold an object")
-    pending: list[str] = []
     values: dict[str, Any] = {}
     for key, value in raw.items():
         lk = str(key).lower()
         if lk == "distspecversion":
             values["dist_spec_version"] = _str(value) if isinstance(value, str) else str(value)
         elif lk == "storage":
-            values["storage"] = _storage(value, "storage", pending)
+            values["storage"] = _storage(value, "storage")
         elif lk == "http":
-            values["http"] = HTTPConfig(**_walk(value, _HTTP_KEYS, "http", pending))
+            values["http"] = HTTPConfig(**_walk(value, _HTTP_KEYS, "http"))
         elif lk == "log":
-            values["log"] = LogConfig(**_walk(value, _LOG_KEYS, "log", pending))
+            values["log"] = LogConfig(**_walk(value, _LOG_KEYS, "log"))
         elif lk == "extensions":
-            values["scrub"] = _extensions(value, pending)
+            values["scrub"] = _extensions(value)
         elif lk == "redis":
             values["redis_url"] = _redis_url(value)
         else:
@@ -307,7 +295,7 @@ def parse_config(raw: Any) -> Config:
     env_url = os.environ.get(REDIS_URL_ENV)
     if env_url:
         values["redis_url"] = _redis_url(env_url, REDIS_URL_ENV)
-    return Config(**values, pending=tuple(pending))
+    return Config(**values)
 
 
 def _redis_url(value: Any, where: str = "redis") -> str:
@@ -318,14 +306,15 @@ def _redis_url(value: Any, where: str = "redis") -> str:
     return value
 
 
-def _extensions(raw: Any, pending: list[str]) -> ScrubConfig:
+def _extensions(raw: Any) -> ScrubConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"extensions: expected an object, got {raw!r}")
     scrub = ScrubConfig()
     for key, value in raw.items():
         if str(key).lower() != "scrub":
             raise ConfigError(f"extensions.{key}: not supported by ocistore (only scrub is)")
-        scrub = ScrubConfig(**_walk(value, _SCRUB_KEYS, f"extensions.{key}", []))
+        # As zot does: a scrub block without `enable` means scrub on.
+        scrub = ScrubConfig(**{"enable": True, **_walk(value, _SCRUB_KEYS, f"extensions.{key}")})
     return scrub
 
 
@@ -343,7 +332,3 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{p}: not valid {'YAML' if is_yaml else 'JSON'}: {exc}") from None
     return parse_config(raw)
 
-
-def warn_pending(config: Config) -> None:
-    for key in config.pending:
-        log.warning("config key %s is accepted but not implemented yet", key)

@@ -90,6 +90,8 @@ async def place(store: Store, repo: str, digest: Digest, upload: str) -> None:
     key = str(digest)
     async with store.locks.hold(f"dedupe:{key}"):
         if await _serves(store, key, target):
+            # Pushed again: fresh for GC's delay, as a push in flight must be.
+            await store.driver.touch(target)
             await _drop(store, upload)
         elif (original := await _live_original(store, key, target)) is not None:
             await _hold(store, original, target)
@@ -113,6 +115,12 @@ async def link_existing(store: Store, repo: str, digest: Digest, source: str | N
     target = blob_path(repo, digest)
     key = str(digest)
     async with store.locks.hold(f"dedupe:{key}"):
+        if await _serves(store, key, target):
+            # Already held (maybe as the very original others refer to): never overwrite it.
+            await store.driver.touch(target)
+            if store.cache is not None:
+                await store.cache.add(key, target)
+            return True
         if source is None and store.cache is not None:
             source = await _live_original(store, key, target)
         if source is None:

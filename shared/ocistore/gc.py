@@ -44,13 +44,14 @@ class GCReport:
         return len(self.manifests) + len(self.blobs) + len(self.uploads)
 
 
-def _digest_of_path(path: str) -> str | None:
-    parts = path.rsplit("/", 2)
-    if len(parts) != 3:
+def _digest_of_path(path: str, repo: str) -> str | None:
+    """The digest of `<repo>/blobs/<alg>/<hex>`; None for anything else, such as the files of
+    a nested repository `<repo>/blobs/...` or temp files."""
+    parts = path[len(repo) + 1:].split("/")
+    if not path.startswith(f"{repo}/") or len(parts) != 3 or parts[0] != BLOBS_DIR:
         return None
-    text = f"{parts[1]}:{parts[2]}"
     try:
-        return str(Digest.parse(text))
+        return str(Digest.parse(f"{parts[1]}:{parts[2]}"))
     except RegistryError:
         return None
 
@@ -101,7 +102,7 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
         manifests = draft.items
         files = {}
         async for f in store.driver.walk(f"{repo}/{BLOBS_DIR}"):
-            digest = _digest_of_path(f.path)
+            digest = _digest_of_path(f.path, repo)
             if digest is not None:
                 files[digest] = f
         listed = {d["digest"] for d in manifests}
@@ -122,8 +123,8 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
             f for d, f in files.items()
             if d not in referenced and (d in doomed_manifests or f.mtime <= cutoff)
         ]
-        report.blobs = sorted(_digest_of_path(f.path) or f.path for f in doomed_files
-                              if _digest_of_path(f.path) not in doomed_manifests)
+        report.blobs = sorted(_digest_of_path(f.path, repo) or f.path for f in doomed_files
+                              if _digest_of_path(f.path, repo) not in doomed_manifests)
         report.bytes_freed = sum(f.size for f in doomed_files)
         async for session in _stale_uploads(store, repo, cutoff):
             report.uploads.append(session.path.rsplit("/", 1)[-1])

@@ -70,12 +70,18 @@ class FileLocks:
 
     @asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[None]:
+        # Waiters poll with a non-blocking flock: a thread blocked in flock per waiter could fill
+        # the executor that the holder itself needs to finish (and then never release).
         fd = os.open(self._path(name), os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                await asyncio.shield(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
+            pause = 0.0005
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 0.02)
             yield
         finally:
             os.close(fd)

@@ -20,6 +20,7 @@ from ocistore.errors import ErrorCode, RegistryError
 from ocistore.messaging import EventEmitter
 from ocistore.registry import Registry, Store
 from ocistore.scrub import load_report, metrics_text, report_rows
+from ocistore.storage import PathNotFound
 from ocistore.usage import measure
 
 from . import blob_routes, discovery_routes, manifest_routes, upload_routes
@@ -46,6 +47,8 @@ _TABLE: dict[tuple[str, str], Handler] = {
     ("tags", "GET"): discovery_routes.list_tags,
     ("referrers", "GET"): discovery_routes.list_referrers,
 }
+_GONE = {"upload": ErrorCode.BLOB_UPLOAD_UNKNOWN, "blob": ErrorCode.BLOB_UNKNOWN,
+         "manifest": ErrorCode.MANIFEST_UNKNOWN}
 _METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
 
 
@@ -67,7 +70,11 @@ def create_app(registry: Registry, emitter: EventEmitter) -> FastAPI:
             handler = _TABLE.get((route.kind, request.method))
             if handler is None:
                 raise RegistryError(ErrorCode.METHOD_UNKNOWN, {"method": request.method})
-            return await handler(request, registry.store_for(route.name), route.name, route.arg)
+            try:
+                return await handler(request, registry.store_for(route.name), route.name, route.arg)
+            except PathNotFound:
+                # Something went away under us (a concurrent cancel, GC of a stale session).
+                raise RegistryError(_GONE.get(route.kind, ErrorCode.NAME_UNKNOWN), {"name": route.name}) from None
         except RegistryError as exc:
             return error_response(exc)
         except ClientDisconnect:

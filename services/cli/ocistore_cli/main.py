@@ -10,7 +10,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from ocistore.config import Config, ConfigError, load_config, warn_pending
+from ocistore.config import Config, ConfigError, load_config
 from ocistore.dedupe import reconcile
 from ocistore.durations import format_duration
 from ocistore.gc import collect_repository
@@ -34,7 +34,6 @@ def _load(path: str | None) -> Config:
 def _cmd_serve(args: argparse.Namespace) -> None:
     config = _load(args.config)
     setup_logging(config)
-    warn_pending(config)
     from .standalone import serve
 
     serve(config)
@@ -54,8 +53,6 @@ def _cmd_verify(args: argparse.Namespace) -> None:
         print(f"  redis {config.redis_url}")
     if config.scrub.enable:
         print(f"  scrub every {format_duration(config.scrub.interval)}")
-    for key in config.pending:
-        print(f"  note: {key} is accepted but not implemented yet")
 
 
 async def _closing(registry: Registry, work: Coroutine[Any, Any, None]) -> None:

@@ -8,6 +8,7 @@ own; the original of a digest is its oldest row.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 from collections.abc import Callable
@@ -16,6 +17,17 @@ from typing import TypeVar
 
 T = TypeVar("T")
 FILE_NAME = "cache.db"
+FALLBACK_NAME = "ocistore-cache.db"
+log = logging.getLogger("ocistore.cache")
+
+
+def _is_sqlite_or_absent(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            header = f.read(16)
+    except FileNotFoundError:
+        return True
+    return header in (b"", b"SQLite format 3\x00")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS holders (
@@ -33,6 +45,10 @@ class EmbeddedCache:
     def __init__(self, root_directory: str) -> None:
         os.makedirs(root_directory, exist_ok=True)
         self.path = os.path.join(root_directory, FILE_NAME)
+        if not _is_sqlite_or_absent(self.path):
+            # zot keeps a BoltDB there: leave it alone (reconcile rebuilds what we need).
+            log.warning("%s is not ours (zot's BoltDB?): the dedupe cache goes to %s", self.path, FALLBACK_NAME)
+            self.path = os.path.join(root_directory, FALLBACK_NAME)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocistore-cache")
         self._db: sqlite3.Connection | None = None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -24,6 +25,8 @@ from ..names import is_valid_tag
 from ..storage import PathNotFound, StorageDriver
 
 T = TypeVar("T")
+CACHED_INDEXES = 1024
+_INLINE_PARSE = 1 << 20  # larger index.json files are parsed off the event loop
 Descriptor = dict[str, Any]
 # A mutation edits a Draft of the descriptor list; it may also check or change the
 # store, since it runs under the repository's lock (GC, reference checks).
@@ -140,7 +143,8 @@ class IndexStore:
     def __init__(self, driver: StorageDriver, locks: Locks) -> None:
         self.driver = driver
         self.locks = locks
-        self._cache: dict[str, tuple[str, float, int, ImageIndex]] = {}
+        # Parsed indexes of the repositories most used (bounded: a catalog may hold many).
+        self._cache: OrderedDict[str, tuple[str, float, int, ImageIndex]] = OrderedDict()
         self._pending: dict[str, list[_Pending]] = {}
         self._writers: dict[str, asyncio.Task[None]] = {}
 
@@ -154,15 +158,22 @@ class IndexStore:
             return None
         cached = self._cache.get(repo)
         if cached and cached[0] == info.ident and cached[1] == info.mtime and cached[2] == info.size:
+            self._cache.move_to_end(repo)
             return cached[3]
         try:
             data = await self.driver.get_content(path)
         except PathNotFound:
             return None
-        idx = _parse(data, repo)
+        idx = await asyncio.to_thread(_parse, data, repo) if len(data) > _INLINE_PARSE else _parse(data, repo)
         if info.ident:
-            self._cache[repo] = (info.ident, info.mtime, info.size, idx)
+            self._remember(repo, (info.ident, info.mtime, info.size, idx))
         return idx
+
+    def _remember(self, repo: str, entry: tuple[str, float, int, ImageIndex]) -> None:
+        self._cache[repo] = entry
+        self._cache.move_to_end(repo)
+        while len(self._cache) > CACHED_INDEXES:
+            self._cache.popitem(last=False)
 
     async def require(self, repo: str) -> ImageIndex:
         idx = await self.read(repo)
@@ -224,7 +235,7 @@ class IndexStore:
                 await self.driver.put_content(index_path(repo), data)
                 info = await self.driver.stat(index_path(repo))
                 if info.ident:
-                    self._cache[repo] = (info.ident, info.mtime, info.size, written)
+                    self._remember(repo, (info.ident, info.mtime, info.size, written))
             for item, _, error in outcomes:
                 if error is None and item.after_write is not None:
                     await item.after_write()

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import dedupe
 from ..digests import Digest, digest_of
 from ..errors import ErrorCode, RegistryError
 from ..layout import blob_path
@@ -20,7 +21,7 @@ from ..names import is_valid_tag
 from ..storage import PathNotFound
 from .index import Descriptor, Draft
 from .store import Store
-from .tags import delete_digest, delete_tag, put_tags
+from .tags import delete_tag, put_tags
 
 MAX_MANIFEST_BYTES = 4 << 20
 MAX_TAGS_PER_PUT = 100
@@ -166,13 +167,32 @@ async def put_manifest(store: Store, repo: str, reference: str, body: bytes, con
         # Under the repository's lock, so GC cannot remove a reference between check and write.
         await _check_references(store, repo, info)
         path = blob_path(repo, digest)
-        if not await store.driver.exists(path):
+        try:
+            held = (await store.driver.stat(path)).size == len(body)
+        except PathNotFound:
+            held = False
+        if held:
+            await store.driver.touch(path)  # pushed again: fresh for GC's delay
+        else:
             await store.driver.put_content(path, body)
         store.manifest_meta.put(str(digest), info)
         await tagging(draft)
 
     await store.index.update(repo, store_and_tag)
     return Manifest(digest, info.media_type, len(body)), info, tags
+
+
+async def _read_small(store: Store, repo: str, digest: Digest) -> bytes | None:
+    """A stored manifest's bytes; None when absent or too large to be one (a layer's digest)."""
+    path = blob_path(repo, digest)
+    try:
+        info = await store.driver.stat(path)
+        if info.size > MAX_MANIFEST_BYTES:
+            return None
+        resolved = await dedupe.resolve(store, str(digest), path, info)
+        return await store.driver.get_content(resolved[0]) if resolved else None
+    except PathNotFound:
+        return None
 
 
 async def manifest_info(store: Store, repo: str, digest: Digest, body: bytes | None = None) -> ManifestInfo | None:
@@ -182,9 +202,8 @@ async def manifest_info(store: Store, repo: str, digest: Digest, body: bytes | N
     if isinstance(cached, ManifestInfo):
         return cached
     if body is None:
-        try:
-            body = await store.driver.get_content(blob_path(repo, digest))
-        except PathNotFound:
+        body = await _read_small(store, repo, digest)
+        if body is None:
             return None
     try:
         info = parse_manifest(body, None)
@@ -206,12 +225,17 @@ async def get_manifest(store: Store, repo: str, reference: str, with_body: bool 
     else:
         digest = ref
         desc = idx.by_digest.get(str(digest))
-    path = blob_path(repo, digest)
-    try:
-        body = await store.driver.get_content(path) if with_body or desc is None else None
-        size = len(body) if body is not None else (await store.driver.stat(path)).size
-    except PathNotFound:
-        raise unknown from None
+    if with_body or desc is None:
+        body = await _read_small(store, repo, digest)
+        if body is None:
+            raise unknown
+        size = len(body)
+    else:
+        body = None
+        try:
+            size = (await store.driver.stat(blob_path(repo, digest))).size
+        except PathNotFound:
+            raise unknown from None
     if desc is not None and isinstance(desc.get("mediaType"), str):
         media_type = desc["mediaType"]
     else:
@@ -229,9 +253,20 @@ async def delete_manifest(store: Store, repo: str, reference: str) -> None:
     if isinstance(ref, str):
         await store.index.update(repo, delete_tag(ref))
         return
-    listed = await store.index.update(repo, delete_digest(str(ref)))
-    try:
-        await store.driver.delete(blob_path(repo, ref))
-    except PathNotFound:
-        if not listed:
-            raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"digest": str(ref)}) from None
+    digest = ref
+    # A digest the index does not list may still be a manifest (a child of an index in a
+    # layout made elsewhere); a layer's digest is not, and is never deleted from here.
+    is_manifest = await manifest_info(store, repo, digest) is not None
+
+    async def forget(draft: Draft) -> None:
+        listed = bool(draft.remove(lambda d: d["digest"] == str(digest)))
+        if not listed and not is_manifest:
+            raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"digest": str(digest)})
+
+    async def remove_file() -> None:
+        try:
+            await dedupe.delete_holder(store, blob_path(repo, digest))
+        except PathNotFound:
+            pass
+
+    await store.index.update(repo, forget, after_write=remove_file)

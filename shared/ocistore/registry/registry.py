@@ -63,7 +63,7 @@ def _make_store(cfg: StorageConfig, locks: Locks, route: str) -> Store:
         # Local disk dedupes by hard link; S3 by reference.  A local filesystem without
         # hard links (some network and FUSE ones) gets no dedupe rather than failing pushes.
         if driver.supports_links or driver.name == "s3":
-            cache = open_cache(cfg.cache_driver, cfg.root_directory)
+            cache = open_cache(cfg.cache_driver, cfg.root_directory, route)
         else:
             log.warning("store %s: %s cannot hold hard links, so dedupe is off", route or "/", cfg.root_directory)
     return Store(driver, cfg, locks, route, cache)

@@ -65,15 +65,6 @@ def delete_tag(tag: str) -> Callable[[Draft], Awaitable[None]]:
     return mutate
 
 
-def delete_digest(digest: str) -> Callable[[Draft], Awaitable[bool]]:
-    """Drop every descriptor of `digest`; True when there was one."""
-
-    async def mutate(draft: Draft) -> bool:
-        return bool(draft.remove(lambda d: d["digest"] == digest))
-
-    return mutate
-
-
 def paginate(items: Sequence[str], n: int | None, last: str | None) -> tuple[list[str], bool]:
     """Items strictly after `last` (lexical order), at most `n`; and whether more remain."""
     start = 0

@@ -116,6 +116,10 @@ class StorageDriver(ABC):
                     stack.append(f"{prefix}/{sub}" if prefix else sub)
         return found
 
+    @abstractmethod
+    async def touch(self, path: str) -> None:
+        """Make an existing file count as new (its modification time now): GC's delay then spares it."""
+
     async def close(self) -> None:
         """Release what the driver holds in the running event loop (connections)."""
         return None

@@ -82,6 +82,13 @@ class LocalDriver(StorageDriver):
             raise PathNotFound(path) from None
 
     async def put_content(self, path: str, data: bytes) -> None:
+        if self.commit:
+            # fsyncs take milliseconds to seconds on a busy disk: never on the event loop.
+            await asyncio.to_thread(self._put_sync, path, data)
+        else:
+            self._put_sync(path, data)
+
+    def _put_sync(self, path: str, data: bytes) -> None:
         full = self.full(path)
         directory = os.path.dirname(full)
         tmp = f"{full}.tmp-{uuid.uuid4().hex}"
@@ -148,6 +155,12 @@ class LocalDriver(StorageDriver):
             f = open(full, mode)
         return LocalWriter(f, full, self.commit)
 
+    async def touch(self, path: str) -> None:
+        try:
+            os.utime(self.full(path))
+        except FileNotFoundError:
+            raise PathNotFound(path) from None
+
     async def stat(self, path: str) -> FileInfo:
         try:
             st = os.stat(self.full(path))
@@ -175,7 +188,7 @@ class LocalDriver(StorageDriver):
             os.makedirs(os.path.dirname(full_dst), exist_ok=True)
             os.replace(full_src, full_dst)
         if self.commit:
-            _fsync_dir(os.path.dirname(full_dst))
+            await asyncio.to_thread(_fsync_dir, os.path.dirname(full_dst))
 
     async def link(self, src: str, dst: str) -> None:
         full_src, full_dst = self.full(src), self.full(dst)
@@ -193,7 +206,7 @@ class LocalDriver(StorageDriver):
         os.utime(tmp)
         os.replace(tmp, full_dst)
         if self.commit:
-            _fsync_dir(os.path.dirname(full_dst))
+            await asyncio.to_thread(_fsync_dir, os.path.dirname(full_dst))
 
     async def delete(self, path: str) -> None:
         full = self.full(path)
