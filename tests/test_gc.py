@@ -313,3 +313,27 @@ def test_serve_collects_a_deleted_manifests_blobs_by_itself(tmp_path: Path) -> N
             assert_pullable(client, repo, "keep", kept)
     finally:
         server.stop()
+
+
+def test_gc_of_a_repository_leaves_a_nested_repository_named_blobs_alone(
+    server: OcistoreServer, client: httpx.Client
+) -> None:
+    """`x/blobs` is a valid repository name; its files sit inside `x`'s directory."""
+    parent = new_repo()
+    push_random_image(client, parent, "v1")
+    nested = push_random_image(client, f"{parent}/blobs", "v1")
+    past_gc_delay()
+    ocistore_gc(server, "--repo", parent)
+    assert_pullable(client, f"{parent}/blobs", "v1", nested)
+
+
+def test_a_blob_pushed_again_counts_as_new_for_gc(server: OcistoreServer, client: httpx.Client) -> None:
+    """A re-push answers 201: the blob must survive until the manifest that needs it arrives."""
+    repo = new_repo()
+    layer = os.urandom(4096)
+    digest = push_blob(client, repo, layer)
+    push_random_image(client, repo, "keep")
+    past_gc_delay()
+    push_blob(client, repo, layer)  # the client's next push starts with this layer again
+    ocistore_gc(server)
+    assert client.get(f"/v2/{repo}/blobs/{digest}").content == layer

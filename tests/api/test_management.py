@@ -99,3 +99,20 @@ def test_deleted_image_can_be_pushed_again(client: httpx.Client, repo: str) -> N
     assert client.delete(f"/v2/{repo}/manifests/{image.digest}").status_code == 202
     push_manifest(client, repo, "v1", image.manifest, OCI_MANIFEST)
     assert client.get(f"/v2/{repo}/manifests/v1").content == image.manifest
+
+
+def test_delete_manifest_by_a_layers_digest_deletes_nothing(client: httpx.Client, repo: str) -> None:
+    """Only manifests go through the manifests endpoint: a layer's digest there is unknown."""
+    image = push_random_image(client, repo, "v1")
+    layer = digest_of(image.layers[0])
+    assert_error(client.delete(f"/v2/{repo}/manifests/{layer}"), 404, "MANIFEST_UNKNOWN")
+    assert client.get(f"/v2/{repo}/blobs/{layer}").content == image.layers[0]
+    assert client.get(f"/v2/{repo}/manifests/v1", headers={"Accept": OCI_MANIFEST}).status_code == 200
+
+
+def test_head_manifest_by_a_large_layers_digest_is_unknown(client: httpx.Client, repo: str) -> None:
+    """A layer bigger than any manifest is never read whole to find out it is not one."""
+    big = os.urandom(5 << 20)
+    digest = push_blob(client, repo, big)
+    push_random_image(client, repo, "v1")
+    assert client.head(f"/v2/{repo}/manifests/{digest}").status_code == 404

@@ -197,3 +197,43 @@ def test_dedupe_switched_off_then_on_under_pushes_keeps_every_image(
             assert all(len(i) == 1 for i in inodes_per_layer)
         else:
             assert all(len(i) == len(pushed) for i in inodes_per_layer)
+
+
+def test_many_concurrent_pushes_of_one_blob_with_commit_never_stall(
+    workdir: Path, cache_storage: dict[str, Any]
+) -> None:
+    """More pushes of one digest than the server has threads: the digest's lock must not starve them."""
+    srv = OcistoreServer(workdir, storage={**cache_storage, "commit": True}).start()
+    layer = os.urandom(200_000)
+    try:
+        def push(i: int) -> str:
+            with httpx.Client(base_url=srv.url, timeout=30) as client:
+                resp = client.post(f"/v2/dd/many{i}/blobs/uploads/", params={"digest": digest_of(layer)},
+                                   content=layer)
+                assert resp.status_code == 201, resp.text
+                return str(resp.headers["Docker-Content-Digest"])
+
+        with ThreadPoolExecutor(48) as pool:
+            assert set(pool.map(push, range(48))) == {digest_of(layer)}
+        with httpx.Client(base_url=srv.url, timeout=30) as client:
+            assert push_blob(client, "dd/afterwards", os.urandom(1000))
+    finally:
+        srv.stop()
+
+
+def test_a_zot_cache_db_in_the_root_is_left_alone(workdir: Path) -> None:
+    """zot keeps a BoltDB at <root>/cache.db: pushes still work and the file is untouched."""
+    root = workdir / "data"
+    root.mkdir()
+    bolt = b"\x00\x00\x00\x00\xed\xda\x0c\xed" + os.urandom(4088)  # not SQLite
+    (root / "cache.db").write_bytes(bolt)
+    srv = OcistoreServer(workdir, storage={"dedupe": True}).start()
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as client:
+            layer = os.urandom(4096)
+            push_blob(client, "dd/one", layer)
+            push_blob(client, "dd/two", layer)
+            assert client.get(f"/v2/dd/two/blobs/{digest_of(layer)}").content == layer
+    finally:
+        srv.stop()
+    assert (root / "cache.db").read_bytes() == bolt

@@ -224,3 +224,21 @@ def test_dedupe_toggled_off_restores_real_copies_and_back_on_references_again(
     with httpx.Client(base_url=server.url, timeout=60) as client:
         for repo in repos:
             assert_serves(client, repo, layer)
+
+
+def test_mount_back_into_the_original_s_repository_keeps_its_bytes(
+        tmp_path: Path, moto_s3: MotoServer, bucket: str, cache_keys: dict[str, Any], launched: Launched) -> None:
+    """Mounting from a reference into the repository holding the original must not empty it."""
+    server = start_server(launched, tmp_path, moto_s3, bucket, **cache_keys)
+    layer = os.urandom(LAYER_SIZE)
+    digest = digest_of(layer)
+    original, reference = new_repos(2)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        push_blob(client, original, layer)
+        push_blob(client, reference, layer)
+        mounted = client.post(f"/v2/{original}/blobs/uploads/", params={"mount": digest, "from": reference})
+        assert mounted.status_code == 201, mounted.text
+        for repo in (original, reference):
+            assert_serves(client, repo, layer)
+    assert holders(moto_s3, bucket, digest) == ([f"{original}/blobs/sha256/{digest[7:]}"],
+                                                [f"{reference}/blobs/sha256/{digest[7:]}"])
