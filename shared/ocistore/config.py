@@ -8,7 +8,6 @@ silently fall back to a default on somebody's production registry.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -19,8 +18,6 @@ from typing import Any
 import yaml
 
 from .durations import parse_duration
-
-log = logging.getLogger("ocistore.config")
 
 REDIS_URL_ENV = "OCISTORE_REDIS_URL"
 
