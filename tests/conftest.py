@@ -11,8 +11,9 @@ never see each other's data on the shared deployment.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -84,3 +85,37 @@ def fresh_server(tmp_path: Path) -> Iterator[OcistoreServer]:
         yield server
     finally:
         server.stop()
+
+
+LOG_TAIL_LINES = 80
+
+
+def _tail(text: str) -> str:
+    return "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
+
+
+def _logs_of(name: str, value: Any) -> list[tuple[str, str]]:
+    """(title, tail) of every process log a fixture value owns: a server, or a pool of them."""
+    if callable(getattr(value, "process_logs", None)):  # a topology: each of its processes on its own
+        paths = [value.log_path, *value.process_logs()]
+        return [(f"{name}: {p.name} (last {LOG_TAIL_LINES} lines)", _tail(p.read_text(errors="replace")))
+                for p in paths if p.exists()]
+    if callable(getattr(value, "log", None)):
+        tail = _tail(value.log())
+        return [(f"{name}: {type(value).__name__} log (last {LOG_TAIL_LINES} lines)", tail)] if tail else []
+    members = getattr(value, "servers", None) or getattr(value, "processes", None)
+    sections = [s for i, member in enumerate(members or []) for s in _logs_of(f"{name}[{i}]", member)]
+    return sections + [(f"{name}: command", note) for note in getattr(value, "notes", [])]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failing test gets the tail of every process log its fixtures own: an HTTP answer alone
+    rarely says what a server or worker did."""
+    report = yield
+    if report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            report.sections.extend(_logs_of(name, value))
+    return report

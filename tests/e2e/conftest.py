@@ -7,15 +7,13 @@ log it used attached to its report, since a client's error alone rarely says wha
 from __future__ import annotations
 
 import shutil
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.images import Image, add_index, build_umoci_image, copy_to_layout
 from tests.servers import OcistoreServer
-
-LOG_TAIL_LINES = 80
 
 
 class ServerPool:
@@ -94,26 +92,4 @@ def multiarch_image(image_dir: Path, skopeo_layout: Path) -> Image:
     per_arch = [build_umoci_image(layout, arch, [{"etc/arch": arch.encode()}], arch) for arch in ("amd64", "arm64")]
     return copy_to_layout(add_index(layout, "multi", per_arch), skopeo_layout, "multi")
 
-
-def _servers_used(item: pytest.Item) -> list[OcistoreServer]:
-    found: list[OcistoreServer] = []
-    for value in getattr(item, "funcargs", {}).values():
-        if isinstance(value, OcistoreServer):
-            found.append(value)
-        elif isinstance(value, ServerPool):
-            found.extend(value.servers)
-    return found
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if report.failed:
-        for server in _servers_used(item):
-            tail = "\n".join(server.log().splitlines()[-LOG_TAIL_LINES:])
-            if tail:
-                report.sections.append((f"ocistore log ({server.url}, last {LOG_TAIL_LINES} lines)", tail))
-    return report
 

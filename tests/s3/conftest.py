@@ -12,7 +12,7 @@ import hashlib
 import os
 import subprocess
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,7 +26,6 @@ from tests.servers import BIN
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
-LOG_TAIL_LINES = 80
 CLI_TIMEOUT = 60.0
 
 
@@ -103,21 +102,3 @@ def run_cli(launched: Launched, *args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([str(BIN / "ocistore"), *args], capture_output=True, text=True, timeout=CLI_TIMEOUT)
     launched.notes.append(f"$ ocistore {' '.join(args)}  (exit {done.returncode})\n{done.stdout}{done.stderr}")
     return done
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if not report.failed:
-        return report
-    for procs in getattr(item, "funcargs", {}).values():
-        if not isinstance(procs, Launched):
-            continue
-        for i, p in enumerate(procs.processes):
-            tail = "\n".join(p.log().splitlines()[-LOG_TAIL_LINES:])
-            report.sections.append((f"{type(p).__name__} #{i} log (last {LOG_TAIL_LINES} lines)", tail))
-        for note in procs.notes:
-            report.sections.append(("cli", note))
-    return report

@@ -8,28 +8,16 @@ every process's log attached, since an HTTP answer alone rarely says what a work
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.servers import OcistoreTopology, RedisServer
 
-LOG_TAIL_LINES = 60
 GC_DELAY = 2.0
 SCRUB_INTERVAL = 3.0
 START_TIMEOUT = 60.0
-
-
-def log_tails(paths: list[Path], lines: int = LOG_TAIL_LINES) -> list[tuple[str, str]]:
-    """(title, last lines) of each log that exists, for a failing test's report."""
-    out = []
-    for path in paths:
-        if path.exists():
-            tail = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-            out.append((f"{path.name} (last {lines} lines)", tail))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +48,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer
             assert httpx.get(f"{url}/v2/", timeout=10).status_code == 200
     except Exception as exc:
         topo.stop()
-        tails = "\n".join(f"--- {title}\n{text}"
-                          for title, text in log_tails([topo.log_path, *topo.process_logs()]))
-        raise RuntimeError(f"topology did not come up: {exc}\n{tails}") from exc
+        raise RuntimeError(f"topology did not come up: {exc}\n{topo.log()}") from exc
     try:
         yield topo
     finally:
@@ -85,18 +71,3 @@ def lb_client(topology: OcistoreTopology) -> Iterator[httpx.Client]:
     """A client of the load balancer, the one address users know."""
     with httpx.Client(base_url=topology.url, timeout=60.0) as c:
         yield c
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if report.failed:
-        # funcargs holds every fixture the test's closure set up, so redis_server is there with topology.
-        funcargs = getattr(item, "funcargs", {})
-        topo, redis = funcargs.get("topology"), funcargs.get("redis_server")
-        if isinstance(topo, OcistoreTopology):
-            redis_log = [redis.log_path] if isinstance(redis, RedisServer) else []
-            report.sections.extend(log_tails([topo.log_path, *redis_log, *topo.process_logs()]))
-    return report
