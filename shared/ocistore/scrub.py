@@ -240,7 +240,8 @@ class _ReferenceCheck:
         self.repo = repo
         self.found: list[Finding] = []
         self.seen: set[str] = set()
-        self.sizes: dict[str, int | None] = {}
+        # digest -> (size, where its bytes are), following dedupe references; None when absent.
+        self.found_at: dict[str, tuple[int, str] | None] = {}
 
     async def run(self, manifests: list[Descriptor]) -> list[Finding]:
         # Faulty entries are the index check's finding; there is nothing here to follow.
@@ -269,17 +270,20 @@ class _ReferenceCheck:
     async def _present(self, desc: Descriptor, holder: str) -> int | None:
         """The size of the blob `desc` names (None when absent), flagging absence or a wrong size."""
         digest = desc["digest"]
-        if digest not in self.sizes:
+        if digest not in self.found_at:
+            path = blob_path(self.repo, Digest.parse(digest))
             try:
-                self.sizes[digest] = (await self.store.driver.stat(blob_path(self.repo, Digest.parse(digest)))).size
+                resolved = await dedupe.resolve(self.store, digest, path, await self.store.driver.stat(path))
             except PathNotFound:
-                self.sizes[digest] = None
-        size = self.sizes[digest]
-        if size is None:
+                resolved = None
+            self.found_at[digest] = (resolved[1].size, resolved[0]) if resolved else None
+        found = self.found_at[digest]
+        if found is None:
             self._flag(digest, Problem.MISSING_BLOB, f"referenced by {holder}, absent from the repository")
-        elif size != desc["size"]:
-            self._flag(digest, Problem.SIZE_MISMATCH, f"{holder} says {desc['size']} bytes, the blob has {size}")
-        return size
+            return None
+        if found[0] != desc["size"]:
+            self._flag(digest, Problem.SIZE_MISMATCH, f"{holder} says {desc['size']} bytes, the blob has {found[0]}")
+        return found[0]
 
     async def _manifest(self, desc: Descriptor, holder: str) -> ManifestInfo | None:
         """The manifest `desc` names, parsed from the bytes on storage; None when absent or unreadable.
@@ -294,7 +298,9 @@ class _ReferenceCheck:
             self._flag(digest, Problem.UNREADABLE_MANIFEST, f"{size} bytes, more than any manifest may have")
             return None
         try:
-            body = await self.store.driver.get_content(blob_path(self.repo, Digest.parse(digest)))
+            found = self.found_at.get(digest)
+            path = found[1] if found else blob_path(self.repo, Digest.parse(digest))
+            body = await self.store.driver.get_content(path)
             return parse_manifest(body, None)
         except PathNotFound:
             self._flag(digest, Problem.MISSING_BLOB, f"referenced by {holder}, absent from the repository")

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tests.api.helpers import assert_error, digest_of, push_blob
+from tests.api.helpers import assert_error, build_image, digest_of, push_blob, push_manifest
 from tests.moto import MotoServer
 from tests.s3.conftest import Launched, blob_objects, object_digest, repo_of, run_cli
 from tests.servers import OcistoreServer
@@ -242,3 +242,20 @@ def test_mount_back_into_the_original_s_repository_keeps_its_bytes(
             assert_serves(client, repo, layer)
     assert holders(moto_s3, bucket, digest) == ([f"{original}/blobs/sha256/{digest[7:]}"],
                                                 [f"{reference}/blobs/sha256/{digest[7:]}"])
+
+
+def test_scrub_follows_references_and_finds_nothing_wrong(
+        tmp_path: Path, moto_s3: MotoServer, bucket: str, launched: Launched) -> None:
+    """An image held in two repositories is one set of objects plus placeholders: scrub is clean."""
+    server = start_server(launched, tmp_path, moto_s3, bucket)
+    first, second = new_repos(2)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        image = build_image(client, first, layers=2)
+        push_manifest(client, first, "v1", image.manifest)
+        for blob in (image.config, *image.layers):
+            push_blob(client, second, blob)
+        push_manifest(client, second, "v1", image.manifest)
+    assert holders(moto_s3, bucket, digest_of(image.layers[0]))[1], "the second repository holds references"
+    scrubbed = run_cli(launched, "scrub", str(server.config_path))
+    assert scrubbed.returncode == 0, scrubbed.stderr
+    assert "0 problems" in scrubbed.stdout, scrubbed.stdout
