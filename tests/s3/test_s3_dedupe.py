@@ -259,3 +259,33 @@ def test_scrub_follows_references_and_finds_nothing_wrong(
     scrubbed = run_cli(launched, "scrub", str(server.config_path))
     assert scrubbed.returncode == 0, scrubbed.stderr
     assert "0 problems" in scrubbed.stdout, scrubbed.stdout
+
+
+def test_manifests_made_references_by_reconcile_still_pull(
+        tmp_path: Path, moto_s3: MotoServer, bucket: str, launched: Launched) -> None:
+    """Reconcile may turn a manifest held twice into a reference: GET, HEAD and GC still see it whole."""
+    server = start_server(launched, tmp_path, moto_s3, bucket, dedupe=False)
+    first, second = new_repos(2)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        image = build_image(client, first, layers=1)
+        push_manifest(client, first, "v1", image.manifest)
+        for blob in (image.config, *image.layers):
+            push_blob(client, second, blob)
+        push_manifest(client, second, "v1", image.manifest)
+    server.stop()
+    server = start_server(launched, tmp_path, moto_s3, bucket, dedupe=True, gcDelay="1s")
+    assert run_cli(launched, "dedupe", str(server.config_path), "--reconcile").returncode == 0
+    assert holders(moto_s3, bucket, image.digest)[1], "one manifest became a reference"
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for repo in (first, second):
+            got = client.get(f"/v2/{repo}/manifests/v1", headers={"Accept": image.media_type})
+            assert got.status_code == 200 and got.content == image.manifest, repo
+            head = client.head(f"/v2/{repo}/manifests/v1", headers={"Accept": image.media_type})
+            assert int(head.headers["Content-Length"]) == len(image.manifest), repo
+        server.stop()
+        assert run_cli(launched, "gc", str(server.config_path)).returncode == 0
+    server = start_server(launched, tmp_path, moto_s3, bucket, dedupe=True)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for repo in (first, second):
+            for blob in (image.config, *image.layers):
+                assert client.get(f"/v2/{repo}/blobs/{digest_of(blob)}").content == blob, repo

@@ -232,10 +232,14 @@ async def get_manifest(store: Store, repo: str, reference: str, with_body: bool 
         size = len(body)
     else:
         body = None
+        path = blob_path(repo, digest)
         try:
-            size = (await store.driver.stat(blob_path(repo, digest))).size
+            resolved = await dedupe.resolve(store, str(digest), path, await store.driver.stat(path))
         except PathNotFound:
             raise unknown from None
+        if resolved is None:
+            raise unknown
+        size = resolved[1].size
     if desc is not None and isinstance(desc.get("mediaType"), str):
         media_type = desc["mediaType"]
     else:
