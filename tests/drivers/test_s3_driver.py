@@ -68,51 +68,55 @@ def params(moto_s3: MotoServer, bucket: str) -> dict[str, Any]:
     return moto_s3.driver_params(bucket, rootdirectory="/ocistore", chunksize=CHUNK)
 
 
-def test_append_copies_a_large_object_server_side(params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    first, more = os.urandom(6 * MIB), os.urandom(3 * MIB)
+def test_appends_never_copy_what_came_before(params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each append is a segment object of its own: a chunked upload costs O(bytes), not O(bytes²)."""
+    first, more, last = os.urandom(6 * MIB), os.urandom(3 * MIB), os.urandom(MIB)
 
     async def body(d: S3Driver) -> None:
         await d.put_content("u/session", first)
         calls = record_calls(d, monkeypatch)
-        w = await d.writer("u/session", append=True)
-        assert w.size == len(first)
-        await w.write(more)
-        assert w.size == len(first) + len(more)
-        await w.close()
-        assert "UploadPartCopy" in calls and "GetObject" not in calls
-        assert await collect(d.read_stream("u/session")) == first + more
+        for piece in (more, last):
+            w = await d.writer("u/session", append=True)
+            await w.write(piece)
+            await w.close()
+        assert w.size == len(first) + len(more) + len(last)
+        assert "UploadPartCopy" not in calls and "GetObject" not in calls
+        assert (await d.stat("u/session")).size == len(first) + len(more) + len(last)
+        assert await collect(d.read_stream("u/session")) == first + more + last
+        assert await collect(d.read_stream("u/session", 6 * MIB - 10, 20)) == (first + more)[6 * MIB - 10:6 * MIB + 10]
+        assert await d.get_content("u/session") == first + more + last
+        with pytest.raises(PathNotFound):
+            await d.writer("u/missing", append=True)
         await d.delete("u")
 
     run(params, body)
 
 
-def test_append_downloads_a_small_object(params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    first, more = os.urandom(MIB), os.urandom(5 * MIB)
+def test_moving_an_appended_object_concatenates_once(params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The move to the blob's place joins the pieces: large ones server-side, small ones streamed."""
+    large, small, tail = os.urandom(6 * MIB), os.urandom(MIB), os.urandom(6 * MIB)
 
     async def body(d: S3Driver) -> None:
-        w = await d.writer("u/session")
-        await w.write(first)
-        await w.close()
+        await d.put_content("u/session", b"")
+        for piece in (large, small, tail):
+            w = await d.writer("u/session", append=True)
+            await w.write(piece)
+            await w.close()
         calls = record_calls(d, monkeypatch)
-        w = await d.writer("u/session", append=True)
-        assert w.size == len(first)
-        await w.write(more)
-        await w.close()
-        assert "GetObject" in calls and "UploadPartCopy" not in calls
-        assert calls.count("UploadPart") == 2  # the first full part, then the remainder
-        assert await d.get_content("u/session") == first + more
-        # A small append on a small object stays a single PutObject.
-        calls.clear()
-        w = await d.writer("u/small")
-        await w.close()
+        await d.move("u/session", "b/blob")
+        assert "UploadPartCopy" in calls and "GetObject" in calls
+        assert await d.get_content("b/blob") == large + small + tail
+        assert not await d.exists("u/session")
+        with pytest.raises(PathNotFound):
+            await d.list("u")
+        # A small appended object becomes a single PutObject.
+        await d.put_content("u/small", b"")
         w = await d.writer("u/small", append=True)
         await w.write(b"abc")
         await w.close()
-        assert "CreateMultipartUpload" not in calls
-        assert await d.get_content("u/small") == b"abc"
-        with pytest.raises(PathNotFound):
-            await d.writer("u/missing", append=True)
-        await d.delete("u")
+        await d.move("u/small", "b/small")
+        assert await d.get_content("b/small") == b"abc"
+        await d.delete("b")
 
     run(params, body)
 
@@ -172,7 +176,7 @@ def test_copies_past_the_copy_limit_go_in_parts(params: dict[str, Any], monkeypa
         w = await d.writer("c/moved", append=True)
         await w.write(b"tail")
         await w.close()
-        assert calls.count("UploadPartCopy") == 6
+        assert calls.count("UploadPartCopy") == 4  # an append copies nothing
         assert await d.get_content("c/linked") == data
         assert await d.get_content("c/moved") == data + b"tail"
         assert not await d.exists("c/src")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
@@ -46,6 +47,11 @@ DEFAULT_CHUNK = 10 * MIB
 READ_PIECE = MIB
 LIST_PAGE = 1000  # ListObjectsV2's largest page
 DELETE_BATCH = 1000  # DeleteObjects' limit
+# An object grown by appends is its base object (marked with this metadata) followed by
+# segment objects `<key>.seg/<offset>`, one per append: no append ever copies what came
+# before, so a chunked upload costs O(bytes), and `move` concatenates once at the end.
+SEGMENTED = "ocistore-segmented"
+_SEGMENT = re.compile(r"\.seg/\d{20}$")
 # HeadObject answers a bare 404 (no body, so no code); moto does so for UploadPartCopy too.
 NOT_FOUND = frozenset({"NoSuchKey", "NoSuchUpload", "NotFound", "404"})
 # Classes whose objects are readable at once: an archived blob could not be served.
@@ -173,18 +179,6 @@ class S3Writer(FileWriter):
             answer = await self._driver._call("CreateMultipartUpload", Key=self._key, **self._driver._class_args)
             self._upload_id = str(answer["UploadId"])
         return self._upload_id
-
-    async def prepend_existing(self) -> None:
-        """Start from the object's current bytes (an append): server-side when it can be a part."""
-        head = await self._driver._call("HeadObject", self._path, Key=self._key)
-        existing = int(head["ContentLength"])
-        if existing >= MIN_PART:
-            upload_id = await self._start_upload()
-            self._parts += await self._driver._copy_parts(self._key, upload_id, self._key, existing)
-        elif existing:
-            self._buf += await self._driver.get_content(self._path)
-            existing = len(self._buf)
-        self.size = existing
 
     async def write(self, data: bytes) -> None:
         self._buf += data
@@ -381,7 +375,8 @@ class S3Driver(StorageDriver):
 
     # -- copies -------------------------------------------------------------------------
 
-    async def _copy_parts(self, key: str, upload_id: str, src_key: str, size: int) -> list[dict[str, Any]]:
+    async def _copy_parts(self, key: str, upload_id: str, src_key: str, size: int,
+                          first: int = 1) -> list[dict[str, Any]]:
         """Copy `src_key` server-side as the first parts of an upload, each within S3's 5 GiB limit.
 
         Equal slices: with `size` >= 5 MiB every slice is a valid non-final part.
@@ -389,7 +384,7 @@ class S3Driver(StorageDriver):
         count = -(-size // MAX_COPY)
         step = -(-size // count)
         parts: list[dict[str, Any]] = []
-        for number, start in enumerate(range(0, size, step), 1):
+        for number, start in enumerate(range(0, size, step), first):
             ranged = {"CopySourceRange": f"bytes={start}-{min(start + step, size) - 1}"} if count > 1 else {}
             answer = await self._call("UploadPartCopy", Key=key, UploadId=upload_id, PartNumber=number,
                                       CopySource={"Bucket": self.bucket, "Key": src_key}, **ranged)
@@ -399,9 +394,13 @@ class S3Driver(StorageDriver):
     async def _copy(self, src: str, dst: str) -> None:
         """Server-side copy; past CopyObject's 5 GiB limit a multipart copy."""
         src_key, dst_key = self._key(src), self._key(dst)
-        size = int((await self._call("HeadObject", src, Key=src_key))["ContentLength"])
+        head = await self._call("HeadObject", src, Key=src_key)
         if src_key == dst_key:
             return
+        if _segmented(head):
+            await self._concat(await self._pieces(src, head), dst)
+            return
+        size = int(head["ContentLength"])
         if size <= MAX_COPY:
             await self._call("CopyObject", src, Key=dst_key, CopySource={"Bucket": self.bucket, "Key": src_key},
                              **self._class_args)
@@ -418,6 +417,67 @@ class S3Driver(StorageDriver):
                 pass  # logged; GC's abort_stale_multipart_uploads removes it later
             raise
 
+    async def _pieces(self, path: str, head: dict[str, Any] | None = None) -> builtins.list[_Piece]:
+        """The object's pieces in order: its base, then (when segmented) its segments."""
+        key = self._key(path)
+        head = head or await self._call("HeadObject", path, Key=key)
+        pieces = [_Piece(key, int(head["ContentLength"]), head["LastModified"].timestamp())]
+        if _segmented(head):
+            async for page in self._pages(f"{key}.seg/"):
+                pieces += [_Piece(o["Key"], int(o["Size"]), o["LastModified"].timestamp())
+                           for o in page.get("Contents", [])]
+            pieces[1:] = sorted(pieces[1:], key=lambda p: p.key)  # zero-padded offsets: key order
+        return pieces
+
+    async def _concat(self, pieces: builtins.list[_Piece], dst: str) -> None:
+        """One object from the pieces: server-side copies where a piece can be a part, else streamed."""
+        dst_key = self._key(dst)
+        total = sum(p.size for p in pieces)
+        if total < MIN_PART:
+            data = b"".join([await self._read_all(p) for p in pieces if p.size])
+            await self._call("PutObject", Key=dst_key, Body=data, **self._class_args)
+            return
+        upload_id = str((await self._call("CreateMultipartUpload", Key=dst_key, **self._class_args))["UploadId"])
+        parts: builtins.list[dict[str, Any]] = []
+        buf = bytearray()
+
+        async def flush(body: bytes) -> None:
+            answer = await self._call("UploadPart", Key=dst_key, UploadId=upload_id, PartNumber=len(parts) + 1,
+                                      Body=body)
+            parts.append({"PartNumber": len(parts) + 1, "ETag": answer["ETag"]})
+
+        try:
+            for piece in pieces:
+                if not piece.size:
+                    continue
+                if not buf and piece.size >= MIN_PART:
+                    parts += await self._copy_parts(dst_key, upload_id, piece.key, piece.size, len(parts) + 1)
+                    continue
+                async for chunk in self._read_key(dst, piece.key, 0, piece.size):
+                    buf += chunk
+                    while len(buf) >= self.params.chunksize:
+                        await flush(bytes(buf[:self.params.chunksize]))
+                        del buf[:self.params.chunksize]
+            if buf:
+                await flush(bytes(buf))
+            await self._call("CompleteMultipartUpload", Key=dst_key, UploadId=upload_id,
+                             MultipartUpload={"Parts": parts})
+        except Exception:
+            try:
+                await self._call("AbortMultipartUpload", dst, Key=dst_key, UploadId=upload_id)
+            except (PathNotFound, RegistryError):
+                pass
+            raise
+
+    async def _read_all(self, piece: _Piece) -> bytes:
+        return b"".join([c async for c in self._read_key(piece.key, piece.key, 0, piece.size)])
+
+    async def _delete_segments(self, key: str) -> None:
+        async for page in self._pages(f"{key}.seg/"):
+            keys = [o["Key"] for o in page.get("Contents", [])]
+            for i in range(0, len(keys), DELETE_BATCH):
+                await self._delete_keys(keys[i:i + DELETE_BATCH])
+
     # -- the interface ------------------------------------------------------------------
 
     async def touch(self, path: str) -> None:
@@ -429,6 +489,9 @@ class S3Driver(StorageDriver):
     async def get_content(self, path: str) -> bytes:
         answer = await self._call("GetObject", path, Key=self._key(path))
         body = answer["Body"]
+        if _segmented(answer):
+            body.close()
+            return b"".join([chunk async for chunk in self.read_stream(path)])
         try:
             data: bytes = await body.read()
         except TRANSPORT_ERRORS as exc:
@@ -444,8 +507,32 @@ class S3Driver(StorageDriver):
         self, path: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
         key = self._key(path)
+        head = await self._call("HeadObject", path, Key=key) if length == 0 else None
+        if head is not None and not _segmented(head):
+            return
+        try:
+            async for piece in self._read_key(path, key, offset, length, check_segmented=True):
+                yield piece
+            return
+        except _SegmentedObject:
+            pass
+        # Appended to: walk the pieces, each read for the part of the range it holds.
+        remaining = length
+        start = 0
+        for p in await self._pieces(path):
+            end = start + p.size
+            if p.size and end > offset and (remaining is None or remaining > 0):
+                skip = max(offset - start, 0)
+                take = p.size - skip if remaining is None else min(p.size - skip, remaining)
+                async for chunk in self._read_key(path, p.key, skip, take):
+                    yield chunk
+                if remaining is not None:
+                    remaining -= take
+            start = end
+
+    async def _read_key(self, path: str, key: str, offset: int, length: int | None,
+                        check_segmented: bool = False) -> AsyncIterator[bytes]:
         if length == 0:
-            await self._call("HeadObject", path, Key=key)
             return
         ranged: dict[str, Any] = {}
         if offset or length is not None:
@@ -454,9 +541,14 @@ class S3Driver(StorageDriver):
         try:
             answer = await self._call("GetObject", path, frozenset({"InvalidRange"}), Key=key, **ranged)
         except _Handled:
-            return  # offset at or past the end: nothing to read, as on disk
+            # Past the end of the object, or of a segmented object's (often empty) base.
+            if check_segmented and _segmented(await self._call("HeadObject", path, Key=key)):
+                raise _SegmentedObject() from None
+            return
         body = answer["Body"]
         try:
+            if check_segmented and _segmented(answer):
+                raise _SegmentedObject()
             while True:
                 try:
                     piece = await _read_piece(body)
@@ -469,9 +561,17 @@ class S3Driver(StorageDriver):
             body.close()
 
     async def writer(self, path: str, append: bool = False) -> FileWriter:
-        writer = S3Writer(self, path, self._key(path))
-        if append:
-            await writer.prepend_existing()
+        key = self._key(path)
+        if not append:
+            return S3Writer(self, path, key)
+        head = await self._call("HeadObject", path, Key=key)
+        if not _segmented(head):
+            # Mark the base once; the copy onto itself also keeps its bytes, if it has any.
+            await self._call("CopyObject", path, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
+                             MetadataDirective="REPLACE", Metadata={SEGMENTED: "1"}, **self._class_args)
+        existing = sum(p.size for p in await self._pieces(path, head))
+        writer = S3Writer(self, path, f"{key}.seg/{existing:020d}")
+        writer.size = existing
         return writer
 
     async def stat(self, path: str) -> FileInfo:
@@ -485,6 +585,10 @@ class S3Driver(StorageDriver):
             if page.get("KeyCount"):
                 return FileInfo(path, 0, 0.0, True)
             raise
+        if _segmented(head):
+            pieces = await self._pieces(path, head)
+            return FileInfo(path, sum(p.size for p in pieces), max(p.mtime for p in pieces), False,
+                            "+".join(f"{p.key}:{p.size}" for p in pieces))
         return FileInfo(path, int(head["ContentLength"]), head["LastModified"].timestamp(), False,
                         str(head["ETag"]).strip('"'))
 
@@ -499,12 +603,14 @@ class S3Driver(StorageDriver):
             names += [o["Key"][len(prefix):] for o in page.get("Contents", []) if o["Key"] != prefix]
         if not found and path:
             raise PathNotFound(path)
-        return names
+        # An appended object's segments are part of it, not a directory of their own.
+        files = {n for n in names if not n.endswith("/")}
+        return [n for n in names if not (n.endswith(".seg/") and n[:-5] in files)]
 
     async def move(self, src: str, dst: str) -> None:
         await self._copy(src, dst)
         if self._key(src) != self._key(dst):
-            await self._call("DeleteObject", Key=self._key(src))
+            await self.delete(src)
 
     async def link(self, src: str, dst: str) -> None:
         # A copy on S3; its LastModified is the copy's time, as `link` promises.
@@ -514,10 +620,12 @@ class S3Driver(StorageDriver):
         key = self._key(path)
         if path:
             try:
-                await self._call("HeadObject", path, Key=key)
+                head = await self._call("HeadObject", path, Key=key)
             except PathNotFound:
                 pass
             else:
+                if _segmented(head):
+                    await self._delete_segments(key)
                 await self._call("DeleteObject", Key=key)
                 return
         deleted = 0
@@ -542,13 +650,28 @@ class S3Driver(StorageDriver):
             await self._call("DeleteObject", Key=error["Key"])
 
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:
+        files: dict[str, FileInfo] = {}
+        segments: builtins.list[tuple[str, int, float]] = []
         async for page in self._pages(self._dir_prefix(path)):
             for o in page.get("Contents", []):
                 key: str = o["Key"]
                 if key.endswith("/"):
                     continue  # a "folder" marker, not a file
-                yield FileInfo(key[len(self._root):], int(o["Size"]), o["LastModified"].timestamp(), False,
-                               str(o["ETag"]).strip('"'))
+                rel, size, mtime = key[len(self._root):], int(o["Size"]), o["LastModified"].timestamp()
+                if _SEGMENT.search(rel):
+                    segments.append((rel, size, mtime))
+                else:
+                    files[rel] = FileInfo(rel, size, mtime, False, str(o["ETag"]).strip('"'))
+        # An appended object is one file: its segments count toward it.
+        for rel, size, mtime in segments:
+            base = files.get(_SEGMENT.sub("", rel))
+            if base is None:
+                files[rel] = FileInfo(rel, size, mtime, False, rel)
+            else:
+                files[base.path] = FileInfo(base.path, base.size + size, max(base.mtime, mtime), False,
+                                            f"{base.ident}+{rel}")
+        for info in files.values():
+            yield info
 
     # -- maintenance --------------------------------------------------------------------
 
@@ -574,6 +697,21 @@ class S3Driver(StorageDriver):
             if not page.get("IsTruncated"):
                 return aborted
             args.update(KeyMarker=page["NextKeyMarker"], UploadIdMarker=page["NextUploadIdMarker"])
+
+
+@dataclass(frozen=True)
+class _Piece:
+    key: str
+    size: int
+    mtime: float
+
+
+class _SegmentedObject(Exception):
+    """Raised inside a read that found a segmented object: the caller reads it piece by piece."""
+
+
+def _segmented(head: dict[str, Any]) -> bool:
+    return bool(head.get("Metadata", {}).get(SEGMENTED) == "1")
 
 
 async def _read_piece(body: Any) -> bytes:
