@@ -565,6 +565,8 @@ class S3Driver(StorageDriver):
         if not append:
             return S3Writer(self, path, key)
         head = await self._call("HeadObject", path, Key=key)
+        if not _segmented(head) and not int(head["ContentLength"]):
+            return S3Writer(self, path, key)  # nothing to keep: the first append replaces the empty base
         if not _segmented(head):
             # Mark the base once; the copy onto itself also keeps its bytes, if it has any.
             await self._call("CopyObject", path, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
