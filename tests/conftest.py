@@ -20,7 +20,7 @@ import pytest
 
 from tests.moto import MotoServer
 from tests.moto import moto_s3 as moto_s3
-from tests.servers import OcistoreServer, OcistoreTopology, RedisServer
+from tests.servers import OcistoreServer, OcistoreTopology, RedisServer, running_redis
 
 DEPLOYMENT_MODES = ["single-process", "s3", "subpaths", "topology"]
 Deployment = OcistoreServer | OcistoreTopology
@@ -28,12 +28,8 @@ Deployment = OcistoreServer | OcistoreTopology
 
 @pytest.fixture(scope="session")
 def session_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _deployment(mode: str, workdir: Path, request: pytest.FixtureRequest) -> Deployment:

@@ -149,3 +149,13 @@ def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def moto_iam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """A moto server that enforces IAM; import this fixture into a test module to use it."""
+    server = MotoServer(tmp_path_factory.mktemp("moto-iam"), iam_bootstrap=True).start()
+    try:
+        yield server
+    finally:
+        server.stop()

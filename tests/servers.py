@@ -13,7 +13,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,24 +65,41 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
         time.sleep(interval)
 
 
+def write_config(workdir: Path, storage: dict[str, Any] | None,
+                 extra: dict[str, Any] | None) -> tuple[Path, int, str, Path]:
+    """A zot-format config on a free loopback port, its store under `workdir/data`.
+
+    Returns (root, port, url, config path)."""
+    root, port = workdir / "data", free_port()
+    config: dict[str, Any] = {
+        "distSpecVersion": "1.1.0",
+        "storage": {"rootDirectory": str(root), **(storage or {})},
+        "http": {"address": "127.0.0.1", "port": str(port)},
+        "log": {"level": "info"},
+        **(extra or {}),
+    }
+    path = workdir / "config.json"
+    path.write_text(json.dumps(config, indent=2))
+    return root, port, f"http://127.0.0.1:{port}", path
+
+
+@contextmanager
+def running_redis(workdir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(workdir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 class OcistoreServer:
     """`ocistore serve CONFIG` as a child process, with its log kept for failures."""
 
     def __init__(self, workdir: Path, storage: dict[str, Any] | None = None,
                  extra: dict[str, Any] | None = None) -> None:
         self.workdir = workdir
-        self.root = workdir / "data"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config: dict[str, Any] = {
-            "distSpecVersion": "1.1.0",
-            "storage": {"rootDirectory": str(self.root), **(storage or {})},
-            "http": {"address": "127.0.0.1", "port": str(self.port)},
-            "log": {"level": "info"},
-            **(extra or {}),
-        }
-        self.config_path = workdir / "config.json"
-        self.config_path.write_text(json.dumps(config, indent=2))
+        self.root, self.port, self.url, self.config_path = write_config(workdir, storage, extra)
         self.log_path = workdir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -210,20 +228,10 @@ class OcistoreTopology:
     def __init__(self, workdir: Path, redis_url: str | None, storage: dict[str, Any] | None = None,
                  extra: dict[str, Any] | None = None, replicas: int = 2) -> None:
         self.workdir = workdir
-        self.root = workdir / "data"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # Without a redis URL the launcher starts a redis-server of its own.
+        self.root, self.port, self.url, self.config_path = write_config(
+            workdir, storage, {**({"redis": redis_url} if redis_url else {}), **(extra or {})})
         self.replicas_wanted = replicas
-        config: dict[str, Any] = {
-            "distSpecVersion": "1.1.0",
-            "storage": {"rootDirectory": str(self.root), **(storage or {})},
-            "http": {"address": "127.0.0.1", "port": str(self.port)},
-            "log": {"level": "info"},
-            **({"redis": redis_url} if redis_url else {}),  # without one, the launcher starts its own
-            **(extra or {}),
-        }
-        self.config_path = workdir / "config.json"
-        self.config_path.write_text(json.dumps(config, indent=2))
         self.state_path = workdir / "state.json"
         self.log_path = workdir / "topology.log"
         self.proc: subprocess.Popen[bytes] | None = None

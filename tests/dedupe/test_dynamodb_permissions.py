@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ocistore.cache import open_cache
 from tests.moto import REGION, MotoServer
+from tests.moto import moto_iam as moto_iam
 
 D = "sha256:" + "cd" * 32
 ACTIONS = ["dynamodb:CreateTable", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
-
-
-@pytest.fixture(scope="module")
-def moto_iam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    server = MotoServer(tmp_path_factory.mktemp("moto-iam"), iam_bootstrap=True).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_cache_contract_holds_under_zots_table_policy(

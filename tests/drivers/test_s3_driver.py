@@ -20,6 +20,7 @@ from ocistore.errors import ErrorCode, RegistryError
 from ocistore.storage import PathNotFound, s3
 from ocistore.storage.s3 import MIB, S3Driver, S3Params
 from tests.moto import MotoServer, zot_s3_policy
+from tests.moto import moto_iam as moto_iam
 from tests.servers import free_port
 
 Body = Callable[[S3Driver], Awaitable[None]]
@@ -335,15 +336,6 @@ def test_credentials_come_from_the_standard_chain(
 
 
 # -- zot's minimal policy, enforced by moto's IAM -------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def moto_iam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    server = MotoServer(tmp_path_factory.mktemp("moto-iam"), iam_bootstrap=True).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.servers import OcistoreTopology, RedisServer
+from tests.servers import OcistoreTopology, RedisServer, running_redis
 
 GC_DELAY = 2.0
 SCRUB_INTERVAL = 3.0
@@ -23,12 +23,8 @@ START_TIMEOUT = 60.0
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """Started here, not by the launcher, so a test can take it away and bring it back."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
