@@ -30,10 +30,24 @@ from .config import Config
 log = logging.getLogger("ocistore.locks")
 
 STRIPES = 512
+# Kinds whose locks are held for as long as a request streams a body: a file each, since a
+# striped file shared with an unrelated session would make that session wait for the body.
+OWN_FILE_KINDS = frozenset({"upload"})
+
+
+class LockTimeout(TimeoutError):
+    """The lock stayed held by another owner for longer than the caller would wait."""
 
 
 class Locks(Protocol):
-    def hold(self, name: str) -> AbstractAsyncContextManager[None]: ...
+    def hold(self, name: str, wait: float | None = None) -> AbstractAsyncContextManager[None]:
+        """Exclusive ownership of `name`; with `wait`, LockTimeout when not had within that many
+        seconds (only the wait is bounded, never the body)."""
+        ...
+
+    async def forget(self, name: str) -> None:
+        """Drop what a lock of a name that will never be used again keeps (an ended upload's)."""
+        ...
 
     async def try_claim(self, name: str, ttl: float) -> bool: ...
 
@@ -61,25 +75,39 @@ class FileLocks:
         since only locks of different kinds are ever held together.
         """
         kind = name.split(":", 1)[0]
+        if kind in OWN_FILE_KINDS:
+            return os.path.join(self.directory, f"{kind}-{hashlib.sha256(name.encode()).hexdigest()[:40]}.lock")
         stripe = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % STRIPES
         return os.path.join(self.directory, f"{kind}-{stripe}.lock")
+
+    async def forget(self, name: str) -> None:
+        """Unlink an own-file lock.  Safe only for a name never used again: a waiter then holds
+        the unlinked file and a newcomer a new one, and both find the thing they guard gone."""
+        if name.split(":", 1)[0] in OWN_FILE_KINDS:
+            try:
+                os.unlink(self._path(name))
+            except FileNotFoundError:
+                pass
 
     def _claim_path(self, name: str) -> str:
         """Claims are few (one per repository awaiting GC, one per ticker): a file each."""
         return os.path.join(self.directory, "claim-" + hashlib.sha256(name.encode()).hexdigest()[:40])
 
     @asynccontextmanager
-    async def hold(self, name: str) -> AsyncIterator[None]:
+    async def hold(self, name: str, wait: float | None = None) -> AsyncIterator[None]:
         # Waiters poll with a non-blocking flock: a thread blocked in flock per waiter could fill
         # the executor that the holder itself needs to finish (and then never release).
         fd = os.open(self._path(name), os.O_RDWR | os.O_CREAT, 0o600)
         try:
+            deadline = None if wait is None else time.monotonic() + wait
             pause = 0.0005
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise LockTimeout(name) from None
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 0.02)
             yield
@@ -130,15 +158,15 @@ class RedisLocks:
             self._warned.set()
 
     @asynccontextmanager
-    async def hold(self, name: str) -> AsyncIterator[None]:
+    async def hold(self, name: str, wait: float | None = None) -> AsyncIterator[None]:
         import redis.exceptions
 
         key, token = f"{self._prefix}lock:{name}", uuid.uuid4().hex
         try:
-            await self._acquire(key, token)
+            await self._acquire(key, token, wait)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
             self._down(exc)
-            async with self._fallback.hold(name):
+            async with self._fallback.hold(name, wait):
                 yield
             return
         self._warned.clear()
@@ -152,9 +180,15 @@ class RedisLocks:
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
                 self._down(exc)
 
-    async def _acquire(self, key: str, token: str) -> None:
+    async def forget(self, name: str) -> None:
+        await self._fallback.forget(name)
+
+    async def _acquire(self, key: str, token: str, wait: float | None) -> None:
+        deadline = None if wait is None else time.monotonic() + wait
         pause = 0.001
         while not await self._redis.set(key, token, nx=True, px=self._ttl_ms):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise LockTimeout(key)
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)
 
@@ -199,18 +233,27 @@ class LocalLocks:
         self._claims: dict[str, float] = {}
 
     @asynccontextmanager
-    async def hold(self, name: str) -> AsyncIterator[None]:
+    async def hold(self, name: str, wait: float | None = None) -> AsyncIterator[None]:
         lock, users = self._locks.get(name, (asyncio.Lock(), 0))
         self._locks[name] = (lock, users + 1)
         try:
-            async with lock:
+            try:
+                await asyncio.wait_for(lock.acquire(), wait)
+            except TimeoutError:
+                raise LockTimeout(name) from None
+            try:
                 yield
+            finally:
+                lock.release()
         finally:
             lock, users = self._locks[name]
             if users == 1:
                 del self._locks[name]
             else:
                 self._locks[name] = (lock, users - 1)
+
+    async def forget(self, name: str) -> None:
+        return None  # an unused name's entry is dropped on release
 
     async def try_claim(self, name: str, ttl: float) -> bool:
         now = time.monotonic()

@@ -63,25 +63,28 @@ async def upload_status(request: Request, store: Store, name: str, upload_id: st
     return empty(204, _session_headers(name, upload_id, size))
 
 
-async def patch_upload(request: Request, store: Store, name: str, upload_id: str) -> Response:
+def _content_range(request: Request) -> uploads.ContentRange | None:
     header = request.headers.get("content-range")
-    content_range = None
-    if header is not None:
-        m = _CONTENT_RANGE.match(header.strip())
-        if m is None:
-            raise RegistryError(ErrorCode.RANGE_INVALID, {"Content-Range": header},
-                                message="malformed Content-Range")
-        content_range = uploads.ContentRange(int(m.group(1)), int(m.group(2)))
-    size = await uploads.append(store, name, upload_id, chunks(request), content_range,
+    if header is None:
+        return None
+    m = _CONTENT_RANGE.match(header.strip())
+    if m is None:
+        raise RegistryError(ErrorCode.RANGE_INVALID, {"Content-Range": header},
+                            message="malformed Content-Range")
+    return uploads.ContentRange(int(m.group(1)), int(m.group(2)))
+
+
+async def patch_upload(request: Request, store: Store, name: str, upload_id: str) -> Response:
+    size = await uploads.append(store, name, upload_id, chunks(request), _content_range(request),
                                 content_length(request))
     return empty(202, _session_headers(name, upload_id, size))
 
 
 async def finish_upload(request: Request, store: Store, name: str, upload_id: str) -> Response:
     digest = _digest_param(request)
-    body = chunks(request) if content_length(request) or "chunked" in request.headers.get(
-        "transfer-encoding", "") else None
-    await uploads.finish(store, name, upload_id, digest, body)
+    length = content_length(request)
+    body = chunks(request) if length or "chunked" in request.headers.get("transfer-encoding", "") else None
+    await uploads.finish(store, name, upload_id, digest, body, _content_range(request), length)
     return _blob_created(request, store, name, digest)
 
 

@@ -1,10 +1,20 @@
 """Upload sessions: `<repo>/.uploads/<id>` files that grow until they become a blob.
 
 The session's whole state is its file, so any replica can serve the next request.  A
-blob is hashed once, while it is received: the running hash is kept in memory beside
-its byte count, and at the end it is trusted only if the count equals the file's size
-(otherwise the missing tail, or the whole file, is re-read).  Bytes are written in
-1 MiB pieces; the hash of a piece and its write go to a thread when large.
+blob is hashed once, while it is received; what makes that safe is three rules, all kept
+here:
+
+- one writer per session at a time, across replicas: every PATCH and the closing PUT hold
+  the session's lock (`upload:<repo>/<id>`), and a second writer waits `SESSION_WAIT`, then
+  gets 416 with the session's current range;
+- a session file only grows: a refused chunk is discarded back to the offset it started
+  from, so the first `n` bytes of a session never change once written;
+- a running hash is kept per process with the byte count it covers.  By the two rules above
+  it covers exactly the first `offset` bytes on storage whenever `offset` is at most the
+  file's size, and only then is it used (the tail is read back from storage); a write that
+  failed midway forgets it, and each request works on a copy.
+
+So a finished blob is placed only when the bytes on storage hash to its digest.
 """
 
 from __future__ import annotations
@@ -12,17 +22,21 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from .. import dedupe
 from ..digests import Digest, Hasher, new_hasher
 from ..errors import ErrorCode, RegistryError
 from ..layout import UPLOAD_ID_RE, upload_path
+from ..locks import LockTimeout
 from ..storage import FileWriter, PathNotFound
 from .store import Store, UploadHash
 
 PIECE = 1 << 20
 THREAD_HASH = 256 << 10
+# How long a second request to one session waits for the first to finish before its 416.
+SESSION_WAIT = 5.0
 
 
 @dataclass(frozen=True)
@@ -30,19 +44,36 @@ class ContentRange:
     start: int
     end: int
 
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+class _TooLong(Exception):
+    """The body went on past the length its Content-Range declared."""
+
 
 def _session_key(repo: str, upload_id: str) -> str:
     return f"{repo}\0{upload_id}"
 
 
+def _lock_name(repo: str, upload_id: str) -> str:
+    return f"upload:{repo}/{upload_id}"
+
+
 def _check_id(repo: str, upload_id: str) -> str:
-    if not UPLOAD_ID_RE.match(upload_id):
+    if not UPLOAD_ID_RE.fullmatch(upload_id):
         raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"uuid": upload_id})
     return upload_path(repo, upload_id)
 
 
+def _range_refused(current: int, detail: dict[str, object], message: str) -> RegistryError:
+    return RegistryError(ErrorCode.RANGE_INVALID, {"expected_start": current, **detail}, message=message,
+                         headers={"Range": f"0-{max(current - 1, 0)}"})
+
+
 async def start(store: Store, repo: str) -> str:
-    await store.index.ensure(repo)
+    """A new session; the repository itself appears only once it holds a manifest."""
     upload_id = str(uuid.uuid4())
     writer = await store.driver.writer(upload_path(repo, upload_id))
     await writer.close()
@@ -57,10 +88,25 @@ async def size(store: Store, repo: str, upload_id: str) -> int:
         raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"uuid": upload_id}) from None
 
 
-async def _feed(writer: FileWriter, hasher: Hasher, chunks: AsyncIterator[bytes]) -> None:
-    """Hash and write everything `chunks` yields; what arrived before a failure is kept."""
+@asynccontextmanager
+async def _sole_writer(store: Store, repo: str, upload_id: str) -> AsyncIterator[int]:
+    """Hold the session's lock; yields its size, read under the lock."""
+    try:
+        async with store.locks.hold(_lock_name(repo, upload_id), wait=SESSION_WAIT):
+            yield await size(store, repo, upload_id)
+    except LockTimeout:
+        current = await size(store, repo, upload_id)
+        raise _range_refused(current, {}, "another request is writing this upload session") from None
+
+
+async def _feed(writer: FileWriter, hasher: Hasher, chunks: AsyncIterator[bytes], limit: int | None) -> int:
+    """Hash and write everything `chunks` yields, at most `limit` bytes; returns the count.
+
+    What arrived before a failure is written (and hashed) before the failure propagates.
+    """
     buf: list[bytes] = []
     pending = 0
+    received = 0
 
     async def flush() -> None:
         nonlocal buf, pending
@@ -74,6 +120,10 @@ async def _feed(writer: FileWriter, hasher: Hasher, chunks: AsyncIterator[bytes]
 
     try:
         async for chunk in chunks:
+            received += len(chunk)
+            if limit is not None and received > limit:
+                buf, pending = [], 0
+                raise _TooLong
             buf.append(chunk)
             pending += len(chunk)
             if pending >= PIECE:
@@ -81,49 +131,64 @@ async def _feed(writer: FileWriter, hasher: Hasher, chunks: AsyncIterator[bytes]
     finally:
         if pending:
             await flush()
+    return received
 
 
 async def append(store: Store, repo: str, upload_id: str, chunks: AsyncIterator[bytes],
                  content_range: ContentRange | None = None, content_length: int | None = None) -> int:
     """Append a chunk; returns the session's new size.
 
-    A `Content-Range` must start at the current size and agree with `Content-Length`,
-    otherwise the chunk is refused with 416 and the session is left as it was.
+    A `Content-Range` must start at the current size and agree with `Content-Length` and
+    with the bytes that actually arrive; otherwise the chunk is refused with 416 and the
+    session is left as it was.
     """
-    path = _check_id(repo, upload_id)
-    current = await size(store, repo, upload_id)
+    async with _sole_writer(store, repo, upload_id) as current:
+        return await _append(store, repo, upload_id, current, chunks, content_range, content_length)
+
+
+async def _append(store: Store, repo: str, upload_id: str, current: int, chunks: AsyncIterator[bytes],
+                  content_range: ContentRange | None, content_length: int | None) -> int:
+    path = upload_path(repo, upload_id)
+    declared: int | None = None
     if content_range is not None:
-        length_ok = content_length is None or content_range.end - content_range.start + 1 == content_length
+        length_ok = content_length is None or content_range.length == content_length
         if content_range.start != current or content_range.end < content_range.start or not length_ok:
-            raise RegistryError(
-                ErrorCode.RANGE_INVALID,
-                {"expected_start": current, "content_range": f"{content_range.start}-{content_range.end}"},
-                message="chunk does not continue the upload",
-                headers={"Range": f"0-{max(current - 1, 0)}"},
-            )
+            raise _range_refused(current, {"content_range": f"{content_range.start}-{content_range.end}"},
+                                 "chunk does not continue the upload")
+        declared = content_range.length
     key = _session_key(repo, upload_id)
+    # A copy: the kept hash still covers the first `current` bytes whatever happens next.
     state = await _hash_up_to(store, key, path, current)
     writer = await store.driver.writer(path, append=True)
-    complete = False
     try:
-        await _feed(writer, state.hasher, chunks)
-        complete = True
-    finally:
+        received = await _feed(writer, state.hasher, chunks, declared)
+    except _TooLong:
+        await writer.discard()
+        raise _range_refused(current, {"content_range": f"{current}-{current + (declared or 0) - 1}"},
+                             "the body is longer than its Content-Range") from None
+    except BaseException:
+        # What arrived stays (a client that hung up resumes from it); the kept hash covers a prefix.
         await writer.close()
-        if complete:
-            state.offset = writer.size
-            store.upload_hashes.put(key, state)
-        else:
-            # Hash and file may disagree after an interruption: let the end re-read.
-            store.upload_hashes.pop(key)
+        raise
+    if declared is not None and received != declared:
+        await writer.discard()
+        raise _range_refused(current, {"content_range": f"{current}-{current + declared - 1}",
+                                       "received": received}, "the body is shorter than its Content-Range")
+    await writer.close()
+    store.upload_hashes.put(key, UploadHash(state.hasher, writer.size))
     return writer.size
 
 
 async def _hash_up_to(store: Store, key: str, path: str, offset: int, algorithm: str = "sha256") -> UploadHash:
-    """A hash of the file's first `offset` bytes, re-reading only what the cache lacks."""
-    state = store.upload_hashes.get(key)
-    if algorithm != "sha256" or state is None or state.offset > offset:
+    """A hash of the file's first `offset` bytes, re-reading only what the kept hash lacks.
+
+    Returns a state of its own: the kept one is copied, never shared between requests.
+    """
+    kept = store.upload_hashes.get(key)
+    if algorithm != "sha256" or kept is None or kept.offset > offset:
         state = UploadHash(new_hasher(algorithm), 0)
+    else:
+        state = UploadHash(kept.hasher.copy(), kept.offset)
     if state.offset < offset:
         async for chunk in store.driver.read_stream(path, state.offset, offset - state.offset):
             await asyncio.to_thread(state.hasher.update, chunk)
@@ -132,32 +197,35 @@ async def _hash_up_to(store: Store, key: str, path: str, offset: int, algorithm:
 
 
 async def finish(store: Store, repo: str, upload_id: str, digest: Digest,
-                 chunks: AsyncIterator[bytes] | None = None) -> None:
+                 chunks: AsyncIterator[bytes] | None = None, content_range: ContentRange | None = None,
+                 content_length: int | None = None) -> None:
     """Append a last chunk, check the digest, and make the session the repository's blob.
 
-    On a mismatch the session is dropped and no blob appears.
+    The last chunk is held to the same rules as a PATCH (416 when out of order).  On a
+    digest mismatch the session is dropped and no blob appears.
     """
     path = _check_id(repo, upload_id)
-    if chunks is not None:
-        await append(store, repo, upload_id, chunks)
-    total = await size(store, repo, upload_id)
-    key = _session_key(repo, upload_id)
-    state = await _hash_up_to(store, key, path, total, digest.algorithm)
-    store.upload_hashes.pop(key)
-    if state.hasher.hexdigest() != digest.encoded:
-        await _drop(store, path)
-        raise RegistryError(ErrorCode.DIGEST_INVALID, {"digest": str(digest)})
-    await dedupe.place(store, repo, digest, path)
+    async with _sole_writer(store, repo, upload_id) as current:
+        total = current
+        if chunks is not None:
+            total = await _append(store, repo, upload_id, current, chunks, content_range, content_length)
+        key = _session_key(repo, upload_id)
+        state = await _hash_up_to(store, key, path, total, digest.algorithm)
+        store.upload_hashes.pop(key)
+        if state.hasher.hexdigest() != digest.encoded:
+            await _drop(store, path)
+            raise RegistryError(ErrorCode.DIGEST_INVALID, {"digest": str(digest)})
+        await dedupe.place(store, repo, digest, path, total)
+    await store.locks.forget(_lock_name(repo, upload_id))
 
 
 async def monolithic(store: Store, repo: str, digest: Digest, chunks: AsyncIterator[bytes]) -> None:
     """A whole blob in one request: hashed while written, placed only if it matches."""
-    await store.index.ensure(repo)
     path = upload_path(repo, str(uuid.uuid4()))
     writer = await store.driver.writer(path)
     hasher = digest.hasher()
     try:
-        await _feed(writer, hasher, chunks)
+        await _feed(writer, hasher, chunks, None)
         await writer.close()
     except BaseException:
         await writer.cancel()
@@ -165,16 +233,18 @@ async def monolithic(store: Store, repo: str, digest: Digest, chunks: AsyncItera
     if hasher.hexdigest() != digest.encoded:
         await _drop(store, path)
         raise RegistryError(ErrorCode.DIGEST_INVALID, {"digest": str(digest)})
-    await dedupe.place(store, repo, digest, path)
+    await dedupe.place(store, repo, digest, path, writer.size)
 
 
 async def cancel(store: Store, repo: str, upload_id: str) -> None:
     path = _check_id(repo, upload_id)
-    store.upload_hashes.pop(_session_key(repo, upload_id))
-    try:
-        await store.driver.delete(path)
-    except PathNotFound:
-        raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"uuid": upload_id}) from None
+    async with _sole_writer(store, repo, upload_id):
+        store.upload_hashes.pop(_session_key(repo, upload_id))
+        try:
+            await store.driver.delete(path)
+        except PathNotFound:
+            raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"uuid": upload_id}) from None
+    await store.locks.forget(_lock_name(repo, upload_id))
 
 
 async def _drop(store: Store, path: str) -> None:

@@ -43,6 +43,14 @@ class FileWriter(ABC):
     async def cancel(self) -> None:
         """Drop the file altogether."""
 
+    @abstractmethod
+    async def discard(self) -> None:
+        """Close, keeping only what the file held before this writer wrote to it.
+
+        A refused chunk (its bytes disagree with its declared range) must leave an upload
+        session exactly as it was, so that the next chunk can continue from the same offset.
+        """
+
 
 class StorageDriver(ABC):
     name: str
@@ -93,11 +101,12 @@ class StorageDriver(ABC):
     def walk(self, path: str) -> AsyncIterator[FileInfo]:
         """Every file below `path`, depth first; nothing when `path` is absent."""
 
-    async def dirs_containing(self, name: str, prune: frozenset[str]) -> builtins.list[str]:
-        """Every directory below the root holding a file called `name`.
+    async def dirs_containing(self, markers: frozenset[str], prune: frozenset[str]) -> builtins.list[str]:
+        """Every directory below the root holding an entry named in `markers`, written as `list`
+        writes them (`index.json` for a file, `.uploads/` for a directory).
 
-        Hidden directories are skipped, and so are the children named in `prune` of a
-        directory that holds `name`.  Drivers may override this walk with a faster one.
+        Hidden directories are not descended into, and neither are the children named in
+        `prune` of a marked directory.  Drivers may override this walk with a faster one.
         """
         found: builtins.list[str] = []
         stack = [""]
@@ -107,7 +116,7 @@ class StorageDriver(ABC):
                 children = await self.list(prefix)
             except PathNotFound:
                 continue
-            marked = name in children
+            marked = not markers.isdisjoint(children)
             if marked and prefix:
                 found.append(prefix)
             for child in children:
@@ -122,6 +131,10 @@ class StorageDriver(ABC):
 
     async def close(self) -> None:
         """Release what the driver holds in the running event loop (connections)."""
+        return None
+
+    async def remove_empty_dir(self, path: str) -> None:
+        """Remove a directory if it is empty; anything else leaves it (S3 has no directories)."""
         return None
 
     async def abort_stale_multipart_uploads(self, older_than: float) -> int:

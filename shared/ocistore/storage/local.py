@@ -15,7 +15,6 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator
-from typing import IO, Any
 
 from .driver import FileInfo, FileWriter, PathNotFound, StorageDriver
 
@@ -32,31 +31,46 @@ def _fsync_dir(path: str) -> None:
 
 
 class LocalWriter(FileWriter):
-    def __init__(self, f: IO[Any], path: str, commit: bool) -> None:
-        self._f = f
+    """Unbuffered writes on a descriptor: nothing sits in a userspace buffer, so `discard` can
+    cut the file back to where it was and a failed write (a full disk) leaves no tail behind."""
+
+    def __init__(self, fd: int, path: str, commit: bool) -> None:
+        self._fd = fd
         self._path = path
         self._commit = commit
-        self.size = f.tell()
+        self.size = self._initial = os.fstat(fd).st_size
 
     async def write(self, data: bytes) -> None:
         if len(data) > INLINE_LIMIT:
-            await asyncio.to_thread(self._f.write, data)
+            await asyncio.to_thread(_write_all, self._fd, data)
         else:
-            self._f.write(data)
+            _write_all(self._fd, data)
         self.size += len(data)
 
     async def close(self) -> None:
-        self._f.flush()
-        if self._commit:
-            await asyncio.to_thread(os.fsync, self._f.fileno())
-        self._f.close()
+        try:
+            if self._commit:
+                await asyncio.to_thread(os.fsync, self._fd)
+        finally:
+            os.close(self._fd)
 
     async def cancel(self) -> None:
-        self._f.close()
+        os.close(self._fd)
+        _unlink_quietly(self._path)
+
+    async def discard(self) -> None:
         try:
-            os.unlink(self._path)
-        except FileNotFoundError:
-            pass
+            os.ftruncate(self._fd, self._initial)
+            self.size = self._initial
+        finally:
+            os.close(self._fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write may write less than asked (a disk filling up): go on until all is written or it fails."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 class LocalDriver(StorageDriver):
@@ -145,15 +159,20 @@ class LocalDriver(StorageDriver):
 
     async def writer(self, path: str, append: bool = False) -> FileWriter:
         full = self.full(path)
-        mode = "ab" if append else "wb"
-        try:
-            f = open(full, mode)
-        except FileNotFoundError:
-            if append and not os.path.isdir(os.path.dirname(full)):
+        if append:
+            # Never O_CREAT: an append to a session that was cancelled meanwhile must not revive it.
+            try:
+                fd = os.open(full, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            except (FileNotFoundError, NotADirectoryError):
                 raise PathNotFound(path) from None
+            return LocalWriter(fd, full, self.commit)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        try:
+            fd = os.open(full, flags, 0o644)
+        except FileNotFoundError:
             os.makedirs(os.path.dirname(full), exist_ok=True)
-            f = open(full, mode)
-        return LocalWriter(f, full, self.commit)
+            fd = os.open(full, flags, 0o644)
+        return LocalWriter(fd, full, self.commit)
 
     async def touch(self, path: str) -> None:
         try:
@@ -180,13 +199,17 @@ class LocalDriver(StorageDriver):
         full_src, full_dst = self.full(src), self.full(dst)
         if self.commit:
             await asyncio.to_thread(_fsync_file, full_src)
-        try:
-            os.replace(full_src, full_dst)
-        except FileNotFoundError:
-            if not os.path.exists(full_src):
-                raise PathNotFound(src) from None
-            os.makedirs(os.path.dirname(full_dst), exist_ok=True)
-            os.replace(full_src, full_dst)
+        for attempt in range(3):
+            try:
+                os.replace(full_src, full_dst)
+                break
+            except FileNotFoundError:
+                if not os.path.exists(full_src):
+                    raise PathNotFound(src) from None
+                if attempt == 2:
+                    raise
+                # The directory is missing, or GC removed it (empty) between makedirs and here.
+                os.makedirs(os.path.dirname(full_dst), exist_ok=True)
         if self.commit:
             await asyncio.to_thread(_fsync_dir, os.path.dirname(full_dst))
 
@@ -221,8 +244,15 @@ class LocalDriver(StorageDriver):
                 raise
             await asyncio.to_thread(shutil.rmtree, full)
 
-    async def dirs_containing(self, name: str, prune: frozenset[str]) -> builtins.list[str]:
-        return await asyncio.to_thread(_dirs_containing, self.root, name, prune)
+    async def dirs_containing(self, markers: frozenset[str], prune: frozenset[str]) -> builtins.list[str]:
+        return await asyncio.to_thread(_dirs_containing, self.root, markers, prune)
+
+    async def remove_empty_dir(self, path: str) -> None:
+        try:
+            os.rmdir(self.full(path))
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                raise
 
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:
         top = self.full(path)
@@ -261,7 +291,7 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
-def _dirs_containing(root: str, name: str, prune: frozenset[str]) -> list[str]:
+def _dirs_containing(root: str, markers: frozenset[str], prune: frozenset[str]) -> list[str]:
     found: list[str] = []
     stack = [""]
     while stack:
@@ -271,7 +301,7 @@ def _dirs_containing(root: str, name: str, prune: frozenset[str]) -> list[str]:
                 entries = [(e.name, e.is_dir()) for e in it]
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             continue
-        marked = any(n == name and not is_dir for n, is_dir in entries)
+        marked = any((f"{n}/" if is_dir else n) in markers for n, is_dir in entries)
         if marked and rel:
             found.append(rel)
         for n, is_dir in entries:

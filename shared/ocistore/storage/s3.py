@@ -222,6 +222,12 @@ class S3Writer(FileWriter):
         await self._abort()
         await self._driver._call("DeleteObject", Key=self._key)
 
+    async def discard(self) -> None:
+        """Nothing is visible before `close`: an append's segment or a new object just never appears."""
+        self._done = True
+        self._buf = bytearray()
+        await self._abort()
+
     async def _abort(self) -> None:
         if self._upload_id is None:
             return
