@@ -48,12 +48,13 @@ def blob_digest(path: str) -> str | None:
 
 
 async def _real(store: Store, digest: str, path: str) -> FileInfo | None:
-    """The holder's file when it holds the bytes themselves (not gone, not a placeholder)."""
+    """The holder's file when it holds the bytes themselves (not gone, not a placeholder, not a
+    directory squatting on a blob's path)."""
     try:
         info = await store.driver.stat(path)
     except PathNotFound:
         return None
-    return None if is_placeholder(store, digest, info.size) else info
+    return None if info.is_dir or is_placeholder(store, digest, info.size) else info
 
 
 async def _live_original(store: Store, digest: str, exclude: str) -> str | None:
@@ -71,6 +72,8 @@ async def _live_original(store: Store, digest: str, exclude: str) -> str | None:
 
 async def resolve(store: Store, digest: str, path: str, info: FileInfo) -> tuple[str, FileInfo] | None:
     """Where the bytes of a blob file are: itself, or (a reference) its original; None if nowhere."""
+    if info.is_dir:
+        return None
     if not is_placeholder(store, digest, info.size):
         return path, info
     original = await _live_original(store, digest, path)
@@ -81,33 +84,76 @@ async def resolve(store: Store, digest: str, path: str, info: FileInfo) -> tuple
     return (original, real) if real is not None else None
 
 
-async def place(store: Store, repo: str, digest: Digest, upload: str) -> None:
-    """Make a verified upload the repository's blob: a link to the original when there is one."""
+async def place(store: Store, repo: str, digest: Digest, upload: str, size: int) -> None:
+    """Make a verified upload of `size` bytes the repository's blob.
+
+    It becomes a link to (or a reference of) the digest's copy already stored when that copy
+    is intact: of the same size, and not found damaged by scrub.  Otherwise the verified bytes
+    take the place of every damaged copy, so one honest push repairs a poisoned digest for all
+    of its holders.
+    """
     target = blob_path(repo, digest)
     if store.cache is None:
         await store.driver.move(upload, target)
         return
     key = str(digest)
     async with store.locks.hold(f"dedupe:{key}"):
-        if await _serves(store, key, target):
+        damaged: set[str] = set()
+        here = await _intact(store, key, target, size, damaged)
+        original = None if here else await _live_original(store, key, target)
+        if here:
             # Pushed again: fresh for GC's delay, as a push in flight must be.
             await store.driver.touch(target)
             await _drop(store, upload)
-        elif (original := await _live_original(store, key, target)) is not None:
+        elif original is not None and await _intact(store, key, original, size, damaged):
             await _hold(store, original, target)
             await _drop(store, upload)
         else:
             await store.driver.move(upload, target)
+            if damaged:
+                await _repair(store, key, target, damaged)
         await store.cache.add(key, target)
 
 
-async def _serves(store: Store, digest: str, path: str) -> bool:
-    """Whether `path` yields the digest's bytes (a reference whose original is gone does not)."""
+async def _intact(store: Store, digest: str, path: str, size: int, damaged: set[str]) -> bool:
+    """Whether `path` serves `size` bytes not known to be damaged; adds a damaged copy's identity."""
     try:
-        info = await store.driver.stat(path)
+        resolved = await resolve(store, digest, path, await store.driver.stat(path))
     except PathNotFound:
         return False
-    return await resolve(store, digest, path, info) is not None
+    if resolved is None:
+        return False
+    info = resolved[1]
+    if info.size != size or await store.damage.is_damaged(digest, info.ident):
+        damaged.add(info.ident)
+        return False
+    return True
+
+
+async def _repair(store: Store, digest: str, good: str, damaged: set[str]) -> None:
+    """Give every holder whose bytes are a damaged copy the verified bytes at `good` instead."""
+    assert store.cache is not None
+    for holder in await store.cache.holders(digest):
+        if holder == good:
+            continue
+        try:
+            info = await store.driver.stat(holder)
+        except PathNotFound:
+            continue
+        if info.ident in damaged:
+            await store.driver.link(good, holder)
+            log.warning("dedupe: %s held a damaged copy of %s: replaced by a verified push", holder, digest)
+    await store.damage.clear(digest, damaged)
+
+
+async def _serves(store: Store, digest: str, path: str) -> bool:
+    """Whether `path` yields the digest's bytes: not a reference whose original is gone, nor a
+    copy scrub found damaged."""
+    try:
+        resolved = await resolve(store, digest, path, await store.driver.stat(path))
+    except PathNotFound:
+        return False
+    return resolved is not None and not await store.damage.is_damaged(digest, resolved[1].ident)
 
 
 async def link_existing(store: Store, repo: str, digest: Digest, source: str | None) -> bool:
@@ -123,7 +169,7 @@ async def link_existing(store: Store, repo: str, digest: Digest, source: str | N
             return True
         if source is None and store.cache is not None:
             source = await _live_original(store, key, target)
-        if source is None:
+        if source is None or not await _serves(store, key, source):
             return False
         try:
             if store.cache is not None and store.references:

@@ -29,11 +29,11 @@ from . import dedupe
 from .digests import Digest, new_hasher
 from .errors import RegistryError
 from .layout import BLOBS_DIR, INDEX_FILE, blob_path
-from .registry.catalog import list_repositories
+from .registry.catalog import list_layouts
 from .registry.index import Descriptor, Draft
 from .registry.manifests import MAX_MANIFEST_BYTES, ManifestInfo, parse_manifest
 from .registry.store import Store
-from .storage import PathNotFound
+from .storage import FileInfo, PathNotFound
 
 log = logging.getLogger("ocistore.scrub")
 
@@ -332,8 +332,7 @@ class _RepositoryScrub:
             self._flag("", Problem.CORRUPT_INDEX, str(exc.detail))
             return []
         if idx is None:
-            self._flag("", Problem.CORRUPT_INDEX, f"{INDEX_FILE} is missing")
-            return []
+            return []  # blobs that never received a manifest: there is no index to check
         listed = idx.doc.get("manifests")
         if not isinstance(listed, list):
             self._flag("", Problem.CORRUPT_INDEX, f"{INDEX_FILE} has no list of manifests")
@@ -365,9 +364,11 @@ class _RepositoryScrub:
                 if await dedupe.resolve(self.store, str(digest), info.path, info) is None:
                     self._flag(str(digest), Problem.MISSING_BLOB, "a dedupe reference whose original is gone")
                 continue
-            await self._rehash(info.path, digest)
+            await self._rehash(info, digest)
 
-    async def _rehash(self, path: str, digest: Digest) -> None:
+    async def _rehash(self, info: FileInfo, digest: Digest) -> None:
+        """Re-hash one copy, and keep the damage register (what the API refuses to serve) in step."""
+        path = info.path
         try:
             computed, size = await self._hash(path, digest.algorithm)
         except PathNotFound:
@@ -377,8 +378,15 @@ class _RepositoryScrub:
             return
         self.report.blobs_checked += 1
         self.report.bytes_hashed += size
+        key = str(digest)
         if computed != digest.encoded:
-            self._flag(str(digest), Problem.DIGEST_MISMATCH, f"its {size} bytes hash to {digest.algorithm}:{computed}")
+            detail = f"its {size} bytes hash to {digest.algorithm}:{computed}"
+            self._flag(key, Problem.DIGEST_MISMATCH, detail)
+            async with self.store.locks.hold(f"dedupe:{key}"):
+                await self.store.damage.record(key, info.ident, path, detail)
+        elif await self.store.damage.is_damaged(key, info.ident):
+            async with self.store.locks.hold(f"dedupe:{key}"):
+                await self.store.damage.clear(key, {info.ident})
 
     async def _hash(self, path: str, algorithm: str) -> tuple[str, int]:
         """Hex digest and length of a file, read as a stream so memory stays flat."""
@@ -428,7 +436,7 @@ async def scrub_store(store: Store, *, repo: str | None = None, pace_bytes_per_s
         return report
     report.begin_pass(time.time())
     clock = time.monotonic()
-    names = sorted([r async for r in list_repositories(store)])
+    names = await list_layouts(store)
     for name in names:
         if report.pass_cursor is not None and name <= report.pass_cursor:
             continue

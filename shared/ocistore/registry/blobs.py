@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -14,6 +16,8 @@ from ..storage import FileInfo, PathNotFound
 from .catalog import list_repositories
 from .store import Store
 
+log = logging.getLogger("ocistore.blobs")
+
 
 @dataclass(frozen=True)
 class BlobRef:
@@ -24,6 +28,11 @@ class BlobRef:
 
 
 async def stat_blob(store: Store, repo: str, digest: Digest) -> BlobRef:
+    """Where the repository's blob is; BLOB_UNKNOWN when absent, a directory, or damaged.
+
+    A copy scrub found damaged answers as unknown, so a client pushes it again, which
+    repairs it (see `dedupe.place`), instead of pulling bytes that are not its digest's.
+    """
     path = blob_path(repo, digest)
     unknown = RegistryError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)})
     try:
@@ -33,7 +42,23 @@ async def stat_blob(store: Store, repo: str, digest: Digest) -> BlobRef:
     resolved = await dedupe.resolve(store, str(digest), path, info)
     if resolved is None:
         raise unknown
+    if await store.damage.is_damaged(str(digest), resolved[1].ident):
+        _warn_damaged(repo, str(digest))
+        raise RegistryError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)},
+                            message="blob is damaged in storage: push it again to repair it")
     return BlobRef(*resolved)
+
+
+_WARNED: dict[str, float] = {}
+WARN_EVERY = 60.0
+
+
+def _warn_damaged(repo: str, digest: str) -> None:
+    """A log line per damaged blob a minute, however often clients ask for it."""
+    now = time.monotonic()
+    if now - _WARNED.get(digest, -WARN_EVERY) >= WARN_EVERY:
+        _WARNED[digest] = now
+        log.warning("%s of %s is damaged in storage (found by scrub): refused until pushed again", digest, repo)
 
 
 def read_blob(store: Store, blob: BlobRef, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
@@ -55,7 +80,6 @@ async def mount_blob(store: Store, repo: str, digest: Digest, from_repo: str | N
     """
     if from_repo is not None and (not is_valid_name(from_repo) or from_repo == repo):
         return False
-    await store.index.ensure(repo)
     if from_repo is not None:
         return await dedupe.link_existing(store, repo, digest, blob_path(from_repo, digest))
     if store.cache is not None:

@@ -14,8 +14,9 @@ from typing import Generic, TypeVar
 from ..cache import BlobCache
 from ..coalesce import Coalesced
 from ..config import StorageConfig
+from ..damage import DamageRegister
 from ..digests import Hasher
-from ..layout import BLOBS_DIR, INDEX_FILE
+from ..layout import BLOBS_DIR, INDEX_FILE, UPLOADS_DIR
 from ..locks import Locks
 from ..storage import StorageDriver
 from .index import IndexStore
@@ -65,10 +66,17 @@ class Store:
         self.locks = locks
         self.route = route
         self.index = IndexStore(driver, locks)
+        self.damage = DamageRegister(driver)
         self.upload_hashes: LRU[str, UploadHash] = LRU(4096)
         self.manifest_meta: LRU[str, object] = LRU(65536)
         self.repository_walk = Coalesced(self._walk_repositories)
 
     async def _walk_repositories(self) -> list[str]:
         """Directories holding an `index.json`, not descending into a layout's `blobs`."""
-        return await self.driver.dirs_containing(INDEX_FILE, frozenset({BLOBS_DIR}))
+        return await self.driver.dirs_containing(frozenset({INDEX_FILE}), frozenset({BLOBS_DIR}))
+
+    async def walk_layouts(self) -> list[str]:
+        """Directories holding any part of a layout: repositories, and the blobs or upload
+        sessions of names that never received a manifest (GC's to clear)."""
+        markers = frozenset({INDEX_FILE, f"{BLOBS_DIR}/", f"{UPLOADS_DIR}/"})
+        return await self.driver.dirs_containing(markers, frozenset({BLOBS_DIR}))
