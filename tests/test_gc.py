@@ -315,16 +315,34 @@ def test_serve_collects_a_deleted_manifests_blobs_by_itself(tmp_path: Path) -> N
         server.stop()
 
 
-def test_gc_of_a_repository_leaves_a_nested_repository_named_blobs_alone(
+def test_an_emptied_repository_goes_but_a_repository_nested_in_it_stays(
     server: OcistoreServer, client: httpx.Client
 ) -> None:
-    """`x/blobs` is a valid repository name; its files sit inside `x`'s directory."""
+    """A repository left with nothing leaves the catalog; its directory may still hold another."""
     parent = new_repo()
-    push_random_image(client, parent, "v1")
-    nested = push_random_image(client, f"{parent}/blobs", "v1")
+    image = push_random_image(client, parent, "v1")
+    nested = push_random_image(client, f"{parent}/sub", "v1")
+    assert client.delete(f"/v2/{parent}/manifests/{image.digest}").status_code == 202
     past_gc_delay()
-    ocistore_gc(server, "--repo", parent)
-    assert_pullable(client, f"{parent}/blobs", "v1", nested)
+    ocistore_gc(server)
+    assert client.get(f"/v2/{parent}/tags/list").status_code == 404
+    assert parent not in client.get("/v2/_catalog").json()["repositories"]
+    assert sorted(p.name for p in (server.root / parent).iterdir()) == ["sub"]
+    assert_pullable(client, f"{parent}/sub", "v1", nested)
+
+
+def test_an_upload_that_never_became_a_manifest_leaves_no_repository(
+    server: OcistoreServer, client: httpx.Client
+) -> None:
+    repo = new_repo()
+    open_session(client, repo)
+    push_blob(client, repo, os.urandom(100))
+    assert repo not in client.get("/v2/_catalog").json()["repositories"]
+    assert client.get(f"/v2/{repo}/tags/list").status_code == 404
+    past_gc_delay()
+    out = ocistore_gc(server).stdout
+    assert repo in out, out
+    assert not (server.root / repo).exists()
 
 
 def test_a_blob_pushed_again_counts_as_new_for_gc(server: OcistoreServer, client: httpx.Client) -> None:

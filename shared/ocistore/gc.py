@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from . import dedupe
 from .digests import Digest
 from .errors import RegistryError
-from .layout import BLOBS_DIR, uploads_dir
-from .registry.catalog import list_repositories
+from .layout import BLOBS_DIR, index_path, layout_path, uploads_dir
+from .registry.catalog import list_layouts
 from .registry.index import Draft, tag_of
 from .registry.manifests import ManifestInfo, manifest_info
 from .registry.store import Store
@@ -38,6 +38,8 @@ class GCReport:
     uploads: list[str] = field(default_factory=list)
     bytes_freed: int = 0
     dry_run: bool = False
+    # Nothing was left (no manifest, blob or upload), so the repository itself went.
+    emptied: bool = False
 
     @property
     def removed(self) -> int:
@@ -126,11 +128,19 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
         report.blobs = sorted(_digest_of_path(f.path, repo) or f.path for f in doomed_files
                               if _digest_of_path(f.path, repo) not in doomed_manifests)
         report.bytes_freed = sum(f.size for f in doomed_files)
-        async for session in _stale_uploads(store, repo, cutoff):
+        sessions, stale = 0, 0
+        async for session, is_stale in _uploads(store, repo, cutoff):
+            sessions += 1
+            if not is_stale:
+                continue
+            stale += 1
             report.uploads.append(session.path.rsplit("/", 1)[-1])
             report.bytes_freed += session.size
             if not dry_run:
                 await _delete_quietly(store, session.path)
+        index_age = await _age(store, index_path(repo))
+        report.emptied = (len(doomed_manifests) == len(listed) and len(doomed_files) == len(files)
+                          and stale == sessions and (index_age is None or index_age <= cutoff))
         if dry_run:
             return
         draft.remove(lambda d: d["digest"] in doomed_manifests)
@@ -142,13 +152,16 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
                 await dedupe.delete_holder(store, path)
             except PathNotFound:
                 pass
+        if report.emptied and not dry_run:
+            await _remove_layout(store, repo)
 
     doomed: list[str] = []
     await store.index.update(repo, sweep, after_write=delete_doomed)
     return report
 
 
-async def _stale_uploads(store: Store, repo: str, cutoff: float) -> AsyncIterator[FileInfo]:
+async def _uploads(store: Store, repo: str, cutoff: float) -> AsyncIterator[tuple[FileInfo, bool]]:
+    """Every upload session of the repository, and whether it is idle since before `cutoff`."""
     try:
         names = await store.driver.list(uploads_dir(repo))
     except PathNotFound:
@@ -162,8 +175,28 @@ async def _stale_uploads(store: Store, repo: str, cutoff: float) -> AsyncIterato
         except PathNotFound:
             continue
         # Stray temp files of an interrupted monolithic upload are sessions too.
-        if info.mtime <= cutoff:
-            yield info
+        yield info, info.mtime <= cutoff
+
+
+async def _age(store: Store, path: str) -> float | None:
+    try:
+        return (await store.driver.stat(path)).mtime
+    except PathNotFound:
+        return None
+
+
+async def _remove_layout(store: Store, repo: str) -> None:
+    """Take away what made `repo` a repository, under its lock, once nothing is left in it.
+
+    Only the layout's own entries go, and directories only when empty: a nested repository
+    (`repo/x`) and anything a push puts there meanwhile stay.
+    """
+    for path in (index_path(repo), layout_path(repo)):
+        await _delete_quietly(store, path)
+    for directory in (f"{repo}/{BLOBS_DIR}/sha256", f"{repo}/{BLOBS_DIR}/sha512", f"{repo}/{BLOBS_DIR}",
+                      uploads_dir(repo), repo):
+        await store.driver.remove_empty_dir(directory)
+    log.info("gc: %s held nothing any more: removed", repo)
 
 
 async def _delete_quietly(store: Store, path: str) -> None:
@@ -176,7 +209,7 @@ async def _delete_quietly(store: Store, path: str) -> None:
 async def collect_store(store: Store) -> AsyncIterator[GCReport]:
     """GC every repository of the store, yielding each report as it is done; then abort the
     backend's multipart uploads abandoned for longer than `gcDelay`."""
-    for name in sorted([r async for r in list_repositories(store)]):
+    for name in await list_layouts(store):
         yield await collect_repository(store, name)
     aborted = await store.driver.abort_stale_multipart_uploads(store.config.gc_delay)
     if aborted:

@@ -16,7 +16,7 @@ from ocistore.durations import format_duration
 from ocistore.gc import collect_repository
 from ocistore.logs import setup_logging
 from ocistore.registry import Registry
-from ocistore.registry.catalog import list_repositories
+from ocistore.registry.catalog import list_layouts
 from ocistore.scrub import load_report, report_rows, scrub_store
 from ocistore.usage import measure
 
@@ -72,15 +72,16 @@ def _cmd_gc(args: argparse.Namespace) -> None:
 async def _gc(registry: Registry, repo: str | None, dry_run: bool) -> None:
     verb = "would remove" if dry_run else "removed"
     freed = 0
-    for store in registry.stores.values():
+    for store in [registry.store_for(repo)] if repo else registry.stores.values():
         if not store.config.gc:
             print(f"store {store.route or '/'}: gc is off")
             continue
-        repos = [repo] if repo else sorted([r async for r in list_repositories(store)])
+        targets = await list_layouts(store)
+        if repo is not None and repo not in targets:
+            raise SystemExit(f"ocistore gc: no repository {repo!r}")
+        repos = [repo] if repo else targets
         progress = Progress("gc", total=len(repos), unit=" repos")
         for name in repos:
-            if await store.index.read(name) is None:
-                raise SystemExit(f"ocistore gc: no repository {name!r}")
             report = await collect_repository(store, name, dry_run=dry_run)
             progress.step()
             freed += report.bytes_freed

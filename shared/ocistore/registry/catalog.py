@@ -20,6 +20,12 @@ async def list_repositories(store: Store) -> AsyncIterator[str]:
             yield path
 
 
+async def list_layouts(store: Store) -> list[str]:
+    """What GC and scrub look at, in order: every repository, and every name that holds blobs
+    or upload sessions without ever having received a manifest (its blobs are served too)."""
+    return sorted(d for d in await store.walk_layouts() if is_valid_name(d))
+
+
 async def catalog(registry: Registry) -> list[str]:
     """Repositories of every store, each listed only by the store it routes to."""
     names: list[str] = []

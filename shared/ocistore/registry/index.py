@@ -181,11 +181,6 @@ class IndexStore:
             raise RegistryError(ErrorCode.NAME_UNKNOWN, {"name": repo})
         return idx
 
-    async def ensure(self, repo: str) -> None:
-        """Create the repository's layout unless it exists (through the writer, never racing it)."""
-        if await self.read(repo) is None:
-            await self.update(repo, _unchanged)
-
     async def update(self, repo: str, mutate: Mutation[T],
                      after_write: Callable[[], Awaitable[None]] | None = None) -> T:
         """Apply `mutate` to the repository's manifest list; it may raise to refuse.
@@ -225,9 +220,10 @@ class IndexStore:
                     outcomes.append((item, await item.mutate(draft), None))
                 except Exception as refused:
                     outcomes.append((item, None, refused))
-            if created:
+            # A repository comes into being with its first manifest, never with a mere look at it.
+            if created and draft.changed:
                 await self.driver.put_content(layout_path(repo), LAYOUT_CONTENT)
-            if created or draft.changed:
+            if draft.changed:
                 doc["manifests"] = draft.items
                 doc.setdefault("schemaVersion", 2)
                 written = ImageIndex.from_doc(doc)
@@ -246,10 +242,6 @@ class IndexStore:
                 item.future.set_exception(error)
             else:
                 item.future.set_result(value)
-
-
-async def _unchanged(draft: Draft) -> None:
-    """Creates the layout when absent, changes nothing else."""
 
 
 def _serialize(doc: dict[str, Any], written: ImageIndex, previous: ImageIndex | None) -> bytes:
