@@ -35,6 +35,8 @@ class ErrorCode(Enum):
     ENDPOINT_UNKNOWN = (404, "no such endpoint")
     METHOD_UNKNOWN = (405, "method not allowed on this endpoint")
     PAGINATION_NUMBER_INVALID = (400, "invalid number of results requested")
+    STORAGE_FULL = (507, "storage is full")
+    UNKNOWN = (500, "internal error")
 
     @property
     def status(self) -> int:
@@ -55,6 +57,7 @@ _WIRE_ALIASES = {
     ErrorCode.TOO_MANY_TAGS: "TAG_INVALID",
     ErrorCode.ENDPOINT_UNKNOWN: "UNSUPPORTED",
     ErrorCode.METHOD_UNKNOWN: "UNSUPPORTED",
+    ErrorCode.STORAGE_FULL: "UNKNOWN",
 }
 
 

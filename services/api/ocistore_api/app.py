@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from ocistore.errors import ErrorCode, RegistryError
 from ocistore.messaging import EventEmitter
@@ -24,6 +26,7 @@ from ocistore.storage import PathNotFound
 from ocistore.usage import measure
 
 from . import blob_routes, discovery_routes, manifest_routes, upload_routes
+from .failures import KeepConnection, http_exception, storage_failure, unexpected
 from .paths import parse_path
 from .responses import empty, error_response, json_response
 
@@ -50,6 +53,14 @@ _TABLE: dict[tuple[str, str], Handler] = {
 _GONE = {"upload": ErrorCode.BLOB_UPLOAD_UNKNOWN, "blob": ErrorCode.BLOB_UNKNOWN,
          "manifest": ErrorCode.MANIFEST_UNKNOWN}
 _METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
+_ALLOWED = {kind: ", ".join(m for k, m in _TABLE if k == kind) for kind, _ in _TABLE}
+
+
+class RegistryApp(FastAPI):
+    """FastAPI with `KeepConnection` outside even Starlette's own error middleware."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return KeepConnection(super().build_middleware_stack())
 
 
 def create_app(registry: Registry, emitter: EventEmitter) -> FastAPI:
@@ -58,7 +69,8 @@ def create_app(registry: Registry, emitter: EventEmitter) -> FastAPI:
         yield
         await registry.close()
 
-    app = FastAPI(title="ocistore", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app = RegistryApp(title="ocistore", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
+                      exception_handlers={Exception: unexpected, HTTPException: http_exception})
     app.state.emitter = emitter
 
     async def dispatch(request: Request) -> Response:
@@ -69,12 +81,19 @@ def create_app(registry: Registry, emitter: EventEmitter) -> FastAPI:
             route = parse_path(raw.decode("latin-1"))
             handler = _TABLE.get((route.kind, request.method))
             if handler is None:
-                raise RegistryError(ErrorCode.METHOD_UNKNOWN, {"method": request.method})
+                raise RegistryError(ErrorCode.METHOD_UNKNOWN, {"method": request.method},
+                                    headers={"Allow": _ALLOWED[route.kind]})
+            store = registry.store_for(route.name)
             try:
-                return await handler(request, registry.store_for(route.name), route.name, route.arg)
+                return await handler(request, store, route.name, route.arg)
             except PathNotFound:
                 # Something went away under us (a concurrent cancel, GC of a stale session).
                 raise RegistryError(_GONE.get(route.kind, ErrorCode.NAME_UNKNOWN), {"name": route.name}) from None
+            except OSError as exc:
+                full = storage_failure(exc, store.route)
+                if full is None:
+                    raise
+                raise full from None
         except RegistryError as exc:
             return error_response(exc)
         except ClientDisconnect:
