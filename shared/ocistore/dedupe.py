@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .digests import Digest, digest_of
+from .errors import ErrorCode, RegistryError
 from .layout import blob_path
 from .registry.store import Store
 from .storage import FileInfo, PathNotFound
@@ -93,6 +94,7 @@ async def place(store: Store, repo: str, digest: Digest, upload: str, size: int)
     of its holders.
     """
     target = blob_path(repo, digest)
+    await _clear_way(store, target)
     if store.cache is None:
         await store.driver.move(upload, target)
         return
@@ -113,6 +115,21 @@ async def place(store: Store, repo: str, digest: Digest, upload: str, size: int)
             if damaged:
                 await _repair(store, key, target, damaged)
         await store.cache.add(key, target)
+
+
+async def _clear_way(store: Store, target: str) -> None:
+    """A layout copied in by hand may hold a directory at a blob's path: an empty one gives way,
+    anything in it is the operator's to sort out, never overwritten or taken for the blob."""
+    try:
+        if not (await store.driver.stat(target)).is_dir:
+            return
+    except PathNotFound:
+        return
+    await store.driver.remove_empty_dir(target)
+    if await store.driver.exists(target):
+        log.error("%s is a directory, not a blob: move it away so the blob can be stored", target)
+        raise RegistryError(ErrorCode.UNKNOWN, message="storage holds a directory where this blob belongs: "
+                            "the registry's operator must remove it")
 
 
 async def _intact(store: Store, digest: str, path: str, size: int, damaged: set[str]) -> bool:

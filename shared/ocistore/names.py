@@ -40,7 +40,8 @@ def is_valid_name(name: str) -> bool:
 def check_name(name: str) -> str:
     fault = name_fault(name)
     if fault is not None:
-        raise RegistryError(ErrorCode.NAME_INVALID, f"invalid repository name {name!r}: {fault}")
+        raise RegistryError(ErrorCode.NAME_INVALID, {"name": name, "reason": fault},
+                            message=f"invalid repository name: {fault}")
     return name
 
 
