@@ -54,6 +54,9 @@ _GONE = {"upload": ErrorCode.BLOB_UPLOAD_UNKNOWN, "blob": ErrorCode.BLOB_UNKNOWN
          "manifest": ErrorCode.MANIFEST_UNKNOWN}
 _METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
 _ALLOWED = {kind: ", ".join(m for k, m in _TABLE if k == kind) for kind, _ in _TABLE}
+# Fixed paths with routes of their own: another method there reaches `dispatch` (its route
+# takes every method), which must answer 405 for them, not 404.
+_FIXED_ALLOWED = {b"/v2/": "GET, HEAD", b"/v2": "GET, HEAD", b"/v2/_catalog": "GET"}
 
 
 class RegistryApp(FastAPI):
@@ -76,6 +79,9 @@ def create_app(registry: Registry, emitter: EventEmitter) -> FastAPI:
     async def dispatch(request: Request) -> Response:
         raw = request.scope.get("raw_path") or request.url.path.encode()
         try:
+            if raw.split(b"?", 1)[0] in _FIXED_ALLOWED:
+                raise RegistryError(ErrorCode.METHOD_UNKNOWN, {"method": request.method},
+                                    headers={"Allow": _FIXED_ALLOWED[raw.split(b"?", 1)[0]]})
             if request.method == "POST" and raw.endswith(b"/blobs/uploads"):
                 raw += b"/"
             route = parse_path(raw.decode("latin-1"))

@@ -10,7 +10,6 @@ swallows that re-raise once the answer is complete, so a keep-alive client goes 
 
 from __future__ import annotations
 
-import errno
 import logging
 
 from starlette.exceptions import HTTPException
@@ -19,17 +18,15 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ocistore.errors import ErrorCode, RegistryError
+from ocistore.storage import is_storage_full
 
 from .responses import error_response
 
 log = logging.getLogger("ocistore.api")
 
-FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-
-
 def storage_failure(exc: OSError, store_route: str) -> RegistryError | None:
     """The wire error for a storage OSError the client should hear about, or None."""
-    if exc.errno in FULL_ERRNOS:
+    if is_storage_full(exc):
         where = store_route or "/"
         log.error("store %s is full: %s", where, exc.strerror)
         return RegistryError(ErrorCode.STORAGE_FULL, {"store": where},

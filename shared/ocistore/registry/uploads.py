@@ -30,7 +30,7 @@ from ..digests import Digest, Hasher, new_hasher
 from ..errors import ErrorCode, RegistryError
 from ..layout import UPLOAD_ID_RE, upload_path
 from ..locks import LockTimeout
-from ..storage import FileWriter, PathNotFound
+from ..storage import FileWriter, PathNotFound, is_storage_full
 from .store import Store, UploadHash
 
 PIECE = 1 << 20
@@ -166,7 +166,11 @@ async def _append(store: Store, repo: str, upload_id: str, current: int, chunks:
         await writer.discard()
         raise _range_refused(current, {"content_range": f"{current}-{current + (declared or 0) - 1}"},
                              "the body is longer than its Content-Range") from None
-    except BaseException:
+    except BaseException as exc:
+        if is_storage_full(exc):
+            # Part of a chunk on a full disk only keeps it full: the client sends it again.
+            await writer.discard()
+            raise
         # What arrived stays (a client that hung up resumes from it); the kept hash covers a prefix.
         await writer.close()
         raise

@@ -8,6 +8,7 @@ is always the typed `PathNotFound`, so registry logic never inspects OS or S3 er
 from __future__ import annotations
 
 import builtins
+import errno
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,6 +16,14 @@ from dataclasses import dataclass
 
 class PathNotFound(FileNotFoundError):
     """The path does not exist in the store."""
+
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """Whether a write failed for want of space (or quota), as opposed to any other fault."""
+    return isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS
 
 
 @dataclass(frozen=True, slots=True)
