@@ -105,3 +105,16 @@ def test_serve_refuses_a_bad_config_before_listening(tmp_path: Path) -> None:
     result = subprocess.run([str(BIN / "ocistore"), "serve", str(path)], capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert "storage.comit" in result.stderr
+
+
+def test_upload_session_bounds_are_read_and_checked() -> None:
+    cfg = parse_config({"storage": {"rootDirectory": "/r", "maxUploads": 50, "maxUploadsPerRepository": 5,
+                                    "uploadIdleTimeout": "10m"}})
+    assert (cfg.storage.max_uploads, cfg.storage.max_uploads_per_repository) == (50, 5)
+    assert cfg.storage.upload_idle_timeout == 600
+    defaults = parse_config({"storage": {"rootDirectory": "/r"}}).storage
+    assert (defaults.max_uploads, defaults.max_uploads_per_repository, defaults.upload_idle_timeout) == \
+        (10000, 1000, 900)
+    for bad in (0, -1, "5", True):
+        with pytest.raises(ConfigError, match="maxUploads"):
+            parse_config({"storage": {"rootDirectory": "/r", "maxUploads": bad}})

@@ -36,6 +36,10 @@ class StorageConfig:
     remote_cache: bool = False
     cache_driver: Mapping[str, Any] | None = None
     storage_driver: Mapping[str, Any] | None = None
+    # ocistore's own: bounds on open upload sessions, and when an idle one is abandoned.
+    max_uploads: int = 10000
+    max_uploads_per_repository: int = 1000
+    upload_idle_timeout: float = 900.0
     sub_paths: Mapping[str, StorageConfig] = field(default_factory=dict)
 
 
@@ -89,6 +93,12 @@ def _duration(v: Any) -> float:
     if isinstance(v, str):
         return parse_duration(v)
     raise ValueError("expected a duration string such as 90s, 30m, 1h or 24h")
+
+
+def _count(v: Any) -> int:
+    if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+        return v
+    raise ValueError("expected a whole number above 0")
 
 
 def _port(v: Any) -> int:
@@ -160,6 +170,9 @@ _STORAGE_KEYS: Schema = {
     "remotecache": ("remote_cache", _bool),
     "cachedriver": ("cache_driver", _cache_driver),
     "storagedriver": ("storage_driver", _storage_driver),
+    "maxuploads": ("max_uploads", _count),
+    "maxuploadsperrepository": ("max_uploads_per_repository", _count),
+    "uploadidletimeout": ("upload_idle_timeout", _duration),
 }
 _HTTP_KEYS: Schema = {"address": ("address", _str), "port": ("port", _port)}
 _LOG_KEYS: Schema = {"level": ("level", _level), "output": ("output", _str)}

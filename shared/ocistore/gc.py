@@ -21,6 +21,7 @@ from . import dedupe
 from .digests import Digest
 from .errors import RegistryError
 from .layout import BLOBS_DIR, index_path, layout_path, uploads_dir
+from .registry import uploads
 from .registry.catalog import list_layouts
 from .registry.index import Draft, tag_of
 from .registry.manifests import ManifestInfo, manifest_info
@@ -98,7 +99,10 @@ async def _closure(store: Store, repo: str, roots: set[str], known: dict[str, Ma
 async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
                              now: float | None = None) -> GCReport:
     report = GCReport(repo, dry_run=dry_run)
-    cutoff = (now if now is not None else time.time()) - store.config.gc_delay
+    now = now if now is not None else time.time()
+    cutoff = now - store.config.gc_delay
+    # A session is abandoned once idle for uploadIdleTimeout, or gcDelay if that is shorter.
+    idle_cutoff = now - min(store.config.gc_delay, store.config.upload_idle_timeout)
 
     async def sweep(draft: Draft) -> None:
         manifests = draft.items
@@ -129,15 +133,13 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
                               if _digest_of_path(f.path, repo) not in doomed_manifests)
         report.bytes_freed = sum(f.size for f in doomed_files)
         sessions, stale = 0, 0
-        async for session, is_stale in _uploads(store, repo, cutoff):
+        async for session in uploads.sessions(store, repo):
             sessions += 1
-            if not is_stale:
+            if session.mtime > idle_cutoff or not (dry_run or await uploads.reap(store, repo, session)):
                 continue
             stale += 1
             report.uploads.append(session.path.rsplit("/", 1)[-1])
             report.bytes_freed += session.size
-            if not dry_run:
-                await _delete_quietly(store, session.path)
         index_age = await _age(store, index_path(repo))
         report.emptied = (len(doomed_manifests) == len(listed) and len(doomed_files) == len(files)
                           and stale == sessions and (index_age is None or index_age <= cutoff))
@@ -158,24 +160,6 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
     doomed: list[str] = []
     await store.index.update(repo, sweep, after_write=delete_doomed)
     return report
-
-
-async def _uploads(store: Store, repo: str, cutoff: float) -> AsyncIterator[tuple[FileInfo, bool]]:
-    """Every upload session of the repository, and whether it is idle since before `cutoff`."""
-    try:
-        names = await store.driver.list(uploads_dir(repo))
-    except PathNotFound:
-        return
-    for name in names:
-        if name.endswith("/"):
-            continue
-        path = f"{uploads_dir(repo)}/{name}"
-        try:
-            info = await store.driver.stat(path)
-        except PathNotFound:
-            continue
-        # Stray temp files of an interrupted monolithic upload are sessions too.
-        yield info, info.mtime <= cutoff
 
 
 async def _age(store: Store, path: str) -> float | None:

@@ -237,8 +237,11 @@ class LocalLocks:
         lock, users = self._locks.get(name, (asyncio.Lock(), 0))
         self._locks[name] = (lock, users + 1)
         try:
+            if wait is not None and wait <= 0 and lock.locked():
+                raise LockTimeout(name)
             try:
-                await asyncio.wait_for(lock.acquire(), wait)
+                # wait_for with no time left gives up before even a free lock is taken.
+                await asyncio.wait_for(lock.acquire(), None if wait is not None and wait <= 0 else wait)
             except TimeoutError:
                 raise LockTimeout(name) from None
             try:

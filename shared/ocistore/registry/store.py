@@ -20,6 +20,7 @@ from ..layout import BLOBS_DIR, INDEX_FILE, UPLOADS_DIR
 from ..locks import Locks
 from ..storage import StorageDriver
 from .index import IndexStore
+from .upload_quota import UploadQuota
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -68,6 +69,7 @@ class Store:
         self.index = IndexStore(driver, locks)
         self.damage = DamageRegister(driver)
         self.upload_hashes: LRU[str, UploadHash] = LRU(4096)
+        self.upload_quota = UploadQuota(config.max_uploads_per_repository, config.max_uploads)
         self.manifest_meta: LRU[str, object] = LRU(65536)
         self.repository_walk = Coalesced(self._walk_repositories)
 

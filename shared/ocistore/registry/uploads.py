@@ -20,6 +20,7 @@ So a finished blob is placed only when the bytes on storage hash to its digest.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,9 +29,9 @@ from dataclasses import dataclass
 from .. import dedupe
 from ..digests import Digest, Hasher, new_hasher
 from ..errors import ErrorCode, RegistryError
-from ..layout import UPLOAD_ID_RE, upload_path
+from ..layout import UPLOAD_ID_RE, upload_path, uploads_dir
 from ..locks import LockTimeout
-from ..storage import FileWriter, PathNotFound, is_storage_full
+from ..storage import FileInfo, FileWriter, PathNotFound, is_storage_full
 from .store import Store, UploadHash
 
 PIECE = 1 << 20
@@ -73,12 +74,75 @@ def _range_refused(current: int, detail: dict[str, object], message: str) -> Reg
 
 
 async def start(store: Store, repo: str) -> str:
-    """A new session; the repository itself appears only once it holds a manifest."""
+    """A new session, within the store's bounds (see `upload_quota`); the repository itself
+    appears only once it holds a manifest."""
+    await _admit(store, repo)
     upload_id = str(uuid.uuid4())
     writer = await store.driver.writer(upload_path(repo, upload_id))
     await writer.close()
     store.upload_hashes.put(_session_key(repo, upload_id), UploadHash(new_hasher(), 0))
+    store.upload_quota.opened(repo)
     return upload_id
+
+
+async def _admit(store: Store, repo: str) -> None:
+    quota = store.upload_quota
+    if quota.repository_full(repo):
+        quota.recounted(repo, await reap_idle(store, repo))
+        if quota.repository_full(repo):
+            raise _too_many(store, f"{quota.per_repository} upload sessions are open in this repository",
+                            "maxUploadsPerRepository")
+    if quota.store_full():
+        if quota.may_recount_store():
+            quota.store_recounted({r: await reap_idle(store, r) for r in await store.walk_layouts()})
+        if quota.store_full():
+            raise _too_many(store, f"{quota.total} upload sessions are open in this store", "maxUploads")
+
+
+def _too_many(store: Store, why: str, key: str) -> RegistryError:
+    return RegistryError(ErrorCode.TOOMANYREQUESTS, {"limit": key},
+                         message=f"{why}: finish or cancel some, or wait for idle ones to be reaped",
+                         headers={"Retry-After": str(max(1, int(store.config.upload_idle_timeout / 10)))})
+
+
+async def sessions(store: Store, repo: str) -> AsyncIterator[FileInfo]:
+    """Every upload session of the repository; stray temp files of an interrupted monolithic
+    upload count as sessions too."""
+    try:
+        names = await store.driver.list(uploads_dir(repo))
+    except PathNotFound:
+        return
+    for name in names:
+        if name.endswith("/"):
+            continue
+        try:
+            yield await store.driver.stat(f"{uploads_dir(repo)}/{name}")
+        except PathNotFound:
+            continue
+
+
+async def reap(store: Store, repo: str, session: FileInfo) -> bool:
+    """Remove an abandoned session, unless a request is writing it (it holds the lock)."""
+    upload_id = session.path.rsplit("/", 1)[-1]
+    try:
+        async with store.locks.hold(_lock_name(repo, upload_id), wait=0):
+            await _drop(store, session.path)
+            store.upload_hashes.pop(_session_key(repo, upload_id))
+    except LockTimeout:
+        return False
+    store.upload_quota.closed(repo)
+    await store.locks.forget(_lock_name(repo, upload_id))
+    return True
+
+
+async def reap_idle(store: Store, repo: str) -> int:
+    """Remove the repository's sessions idle past `uploadIdleTimeout`; how many are left."""
+    cutoff = time.time() - store.config.upload_idle_timeout
+    left = 0
+    async for session in sessions(store, repo):
+        if session.mtime > cutoff or not await reap(store, repo, session):
+            left += 1
+    return left
 
 
 async def size(store: Store, repo: str, upload_id: str) -> int:
@@ -218,8 +282,10 @@ async def finish(store: Store, repo: str, upload_id: str, digest: Digest,
         store.upload_hashes.pop(key)
         if state.hasher.hexdigest() != digest.encoded:
             await _drop(store, path)
+            store.upload_quota.closed(repo)
             raise RegistryError(ErrorCode.DIGEST_INVALID, {"digest": str(digest)})
         await dedupe.place(store, repo, digest, path, total)
+    store.upload_quota.closed(repo)
     await store.locks.forget(_lock_name(repo, upload_id))
 
 
@@ -248,6 +314,7 @@ async def cancel(store: Store, repo: str, upload_id: str) -> None:
             await store.driver.delete(path)
         except PathNotFound:
             raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"uuid": upload_id}) from None
+    store.upload_quota.closed(repo)
     await store.locks.forget(_lock_name(repo, upload_id))
 
 
