@@ -99,10 +99,11 @@ async def place(store: Store, repo: str, digest: Digest, upload: str, size: int)
         await store.driver.move(upload, target)
         return
     key = str(digest)
-    async with store.locks.hold(f"dedupe:{key}"):
+    async with store.locks.hold(f"dedupe:{key}") as lease:
         damaged: set[str] = set()
         here = await _intact(store, key, target, size, damaged)
         original = None if here else await _live_original(store, key, target)
+        lease.check()
         if here:
             # Pushed again: fresh for GC's delay, as a push in flight must be.
             await store.driver.touch(target)

@@ -1,10 +1,12 @@
 """Named mutual exclusion and short claims, across coroutines, threads and processes.
 
-Locks guard a repository's `index.json` and GC (`index:<repo>`).  On one host they are
-`flock`s on files, which also serialise the API and the workers of the single-process
-mode (they run on different event loops).  With Redis, they are Redis locks, so replicas
-on several hosts never lose each other's tags.  When Redis cannot be reached the host's
-file lock is used instead: pushes keep working, with the outage logged.
+Locks guard a repository's `index.json` and GC (`index:<repo>`), an upload session
+(`upload:<repo>/<id>`) and a digest's holders (`dedupe:<digest>`); docs/design.md gives
+their order.  A store on local disk keeps them as `flock`s on files inside the store, so
+every process writing the store, on any host or in any container that mounts it, sees
+them.  A store on S3 uses Redis leases when Redis is configured (`redis_locks`), and never
+falls back to a lock other replicas cannot see: while Redis is unreachable, writes answer
+503 (`LocksUnavailable`) and pulls go on.
 
 Claims (`try_claim`) collapse repeated work: the first claimant of a name wins for `ttl`
 seconds (a GC already scheduled for a repository, the periodic sweep of this interval).
@@ -18,18 +20,18 @@ import hashlib
 import logging
 import os
 import tempfile
-import threading
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol
+from typing import Protocol
 
-from .config import Config
+from .config import Config, StorageConfig
+from .errors import ErrorCode, RegistryError
 
 log = logging.getLogger("ocistore.locks")
 
 STRIPES = 512
+STORE_LOCK_DIR = ".ocistore/locks"
 # Kinds whose locks are held for as long as a request streams a body: a file each, since a
 # striped file shared with an unrelated session would make that session wait for the body.
 OWN_FILE_KINDS = frozenset({"upload"})
@@ -39,10 +41,41 @@ class LockTimeout(TimeoutError):
     """The lock stayed held by another owner for longer than the caller would wait."""
 
 
+class LocksUnavailable(RegistryError):
+    """Exclusion across replicas cannot be had now (Redis unreachable): a write must not go on."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(ErrorCode.UNAVAILABLE, {"locks": why}, headers={"Retry-After": "5"},
+                         message="writes are paused: the registry cannot reach its lock service")
+
+
+class LeaseLost(RegistryError):
+    """A lease ran out (or was taken over) while its holder worked: what it protected is abandoned."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(ErrorCode.UNAVAILABLE, {"lock": name}, headers={"Retry-After": "1"},
+                         message="the lock protecting this write was lost, so it was not made: retry")
+
+
+class Lease:
+    """What holding a lock gives: `check()` before a write that must be exclusive."""
+
+    __slots__ = ("lost", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.lost = False
+
+    def check(self) -> None:
+        if self.lost:
+            raise LeaseLost(self.name)
+
+
 class Locks(Protocol):
-    def hold(self, name: str, wait: float | None = None) -> AbstractAsyncContextManager[None]:
+    def hold(self, name: str, wait: float | None = None) -> AbstractAsyncContextManager[Lease]:
         """Exclusive ownership of `name`; with `wait`, LockTimeout when not had within that many
-        seconds (only the wait is bounded, never the body)."""
+        seconds (only the wait is bounded, never the body); LocksUnavailable when exclusion
+        cannot be had at all."""
         ...
 
     async def forget(self, name: str) -> None:
@@ -94,7 +127,7 @@ class FileLocks:
         return os.path.join(self.directory, "claim-" + hashlib.sha256(name.encode()).hexdigest()[:40])
 
     @asynccontextmanager
-    async def hold(self, name: str, wait: float | None = None) -> AsyncIterator[None]:
+    async def hold(self, name: str, wait: float | None = None) -> AsyncIterator[Lease]:
         # Waiters poll with a non-blocking flock: a thread blocked in flock per waiter could fill
         # the executor that the holder itself needs to finish (and then never release).
         fd = os.open(self._path(name), os.O_RDWR | os.O_CREAT, 0o600)
@@ -110,7 +143,7 @@ class FileLocks:
                         raise LockTimeout(name) from None
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 0.02)
-            yield
+            yield Lease(name)  # a flock is never lost while its holder lives
         finally:
             os.close(fd)
 
@@ -134,95 +167,25 @@ class FileLocks:
             pass
 
 
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-_RENEW = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
-)
+def locks_for(config: Config, storage: StorageConfig | None = None) -> Locks:
+    """The locks every process opening this store shares (the default store's without `storage`).
 
+    A store on local disk keeps its locks in itself (`<rootDirectory>/.ocistore/locks`): every
+    process that can write the store can see them, whatever its host's /tmp, and a flock
+    cannot expire under a live holder.  A store on S3 has no such place: with Redis configured
+    its locks are Redis leases (`RedisLocks`), otherwise files in this host's temp directory,
+    which exclude only this host's processes (one host per S3 store without Redis).
+    """
+    storage = storage or config.storage
+    if not storage.storage_driver:
+        return FileLocks(os.path.join(os.path.abspath(storage.root_directory), STORE_LOCK_DIR))
+    if config.redis_url:
+        from .redis_locks import RedisLocks
 
-class RedisLocks:
-    """Redis `SET NX PX` locks with a token, renewed while held, released only by their owner."""
-
-    def __init__(self, url: str, fallback: FileLocks, ttl: float = 30.0, prefix: str = "ocistore:") -> None:
-        import redis.asyncio
-
-        self._redis: Any = redis.asyncio.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-        self._fallback = fallback
-        self._ttl_ms = int(ttl * 1000)
-        self._prefix = prefix
-        self._warned = threading.Event()
-
-    def _down(self, exc: Exception) -> None:
-        if not self._warned.is_set():
-            log.warning("redis unreachable (%s): using this host's locks until it returns", exc)
-            self._warned.set()
-
-    @asynccontextmanager
-    async def hold(self, name: str, wait: float | None = None) -> AsyncIterator[None]:
-        import redis.exceptions
-
-        key, token = f"{self._prefix}lock:{name}", uuid.uuid4().hex
-        try:
-            await self._acquire(key, token, wait)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-            self._down(exc)
-            async with self._fallback.hold(name, wait):
-                yield
-            return
-        self._warned.clear()
-        renewer = asyncio.create_task(self._renew(key, token))
-        try:
-            yield
-        finally:
-            renewer.cancel()
-            try:
-                await self._redis.eval(_RELEASE, 1, key, token)
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-                self._down(exc)
-
-    async def forget(self, name: str) -> None:
-        await self._fallback.forget(name)
-
-    async def _acquire(self, key: str, token: str, wait: float | None) -> None:
-        deadline = None if wait is None else time.monotonic() + wait
-        pause = 0.001
-        while not await self._redis.set(key, token, nx=True, px=self._ttl_ms):
-            if deadline is not None and time.monotonic() >= deadline:
-                raise LockTimeout(key)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.05)
-
-    async def _renew(self, key: str, token: str) -> None:
-        while True:
-            await asyncio.sleep(self._ttl_ms / 3000)
-            try:
-                await self._redis.eval(_RENEW, 1, key, token, self._ttl_ms)
-            except Exception as exc:
-                log.warning("could not renew lock %s: %s", key, exc)
-
-    async def try_claim(self, name: str, ttl: float) -> bool:
-        import redis.exceptions
-
-        try:
-            return bool(await self._redis.set(f"{self._prefix}claim:{name}", "1", nx=True, px=int(ttl * 1000)))
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-            self._down(exc)
-            return await self._fallback.try_claim(name, ttl)
-
-    async def release_claim(self, name: str) -> None:
-        import redis.exceptions
-
-        try:
-            await self._redis.delete(f"{self._prefix}claim:{name}")
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-            self._down(exc)
-        await self._fallback.release_claim(name)
-
-
-def locks_for(config: Config) -> Locks:
-    """The locks every process opening `config` shares: Redis when configured, else this host's files."""
-    host = FileLocks(default_lock_dir(os.path.abspath(config.storage.root_directory)))
-    return RedisLocks(config.redis_url, host) if config.redis_url else host
+        return RedisLocks(config.redis_url)
+    bucket = {str(k).lower(): v for k, v in storage.storage_driver.items()}
+    return FileLocks(default_lock_dir(f"s3:{bucket.get('regionendpoint')}:{bucket.get('bucket')}:"
+                                      f"{bucket.get('rootdirectory')}"))
 
 
 class LocalLocks:
@@ -233,7 +196,7 @@ class LocalLocks:
         self._claims: dict[str, float] = {}
 
     @asynccontextmanager
-    async def hold(self, name: str, wait: float | None = None) -> AsyncIterator[None]:
+    async def hold(self, name: str, wait: float | None = None) -> AsyncIterator[Lease]:
         lock, users = self._locks.get(name, (asyncio.Lock(), 0))
         self._locks[name] = (lock, users + 1)
         try:
@@ -245,7 +208,7 @@ class LocalLocks:
             except TimeoutError:
                 raise LockTimeout(name) from None
             try:
-                yield
+                yield Lease(name)
             finally:
                 lock.release()
         finally:

@@ -209,7 +209,7 @@ class IndexStore:
             del self._writers[repo]
 
     async def _apply(self, repo: str, batch: list[_Pending]) -> None:
-        async with self.locks.hold(f"index:{repo}"):
+        async with self.locks.hold(f"index:{repo}") as lease:
             current = await self.read(repo)
             created = current is None
             doc = dict(current.doc) if current else dict(EMPTY_INDEX)
@@ -221,6 +221,8 @@ class IndexStore:
                 except Exception as refused:
                     outcomes.append((item, None, refused))
             # A repository comes into being with its first manifest, never with a mere look at it.
+            if draft.changed:
+                lease.check()  # a lease lost meanwhile: another writer may hold the index now
             if created and draft.changed:
                 await self.driver.put_content(layout_path(repo), LAYOUT_CONTENT)
             if draft.changed:

@@ -25,11 +25,10 @@ class Registry:
 
     @classmethod
     def from_config(cls, config: Config) -> Registry:
-        """Stores as configured, with locks shared by every process that opens the same config."""
-        locks = locks_for(config)
-        stores = {"": _make_store(config.storage, locks, "")}
+        """Stores as configured, each with the locks every process opening it shares."""
+        stores = {"": _make_store(config.storage, locks_for(config), "")}
         for route, sub in config.storage.sub_paths.items():
-            stores[route] = _make_store(sub, locks, route)
+            stores[route] = _make_store(sub, locks_for(config, sub), route)
         return cls(stores)
 
     async def close(self) -> None:

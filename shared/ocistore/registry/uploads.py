@@ -30,7 +30,7 @@ from .. import dedupe
 from ..digests import Digest, Hasher, new_hasher
 from ..errors import ErrorCode, RegistryError
 from ..layout import UPLOAD_ID_RE, upload_path, uploads_dir
-from ..locks import LockTimeout
+from ..locks import Lease, LockTimeout
 from ..storage import FileInfo, FileWriter, PathNotFound, is_storage_full
 from .store import Store, UploadHash
 
@@ -153,11 +153,11 @@ async def size(store: Store, repo: str, upload_id: str) -> int:
 
 
 @asynccontextmanager
-async def _sole_writer(store: Store, repo: str, upload_id: str) -> AsyncIterator[int]:
-    """Hold the session's lock; yields its size, read under the lock."""
+async def _sole_writer(store: Store, repo: str, upload_id: str) -> AsyncIterator[tuple[int, Lease]]:
+    """Hold the session's lock; yields its size, read under the lock, and the lease."""
     try:
-        async with store.locks.hold(_lock_name(repo, upload_id), wait=SESSION_WAIT):
-            yield await size(store, repo, upload_id)
+        async with store.locks.hold(_lock_name(repo, upload_id), wait=SESSION_WAIT) as lease:
+            yield await size(store, repo, upload_id), lease
     except LockTimeout:
         current = await size(store, repo, upload_id)
         raise _range_refused(current, {}, "another request is writing this upload session") from None
@@ -206,7 +206,7 @@ async def append(store: Store, repo: str, upload_id: str, chunks: AsyncIterator[
     with the bytes that actually arrive; otherwise the chunk is refused with 416 and the
     session is left as it was.
     """
-    async with _sole_writer(store, repo, upload_id) as current:
+    async with _sole_writer(store, repo, upload_id) as (current, _):
         return await _append(store, repo, upload_id, current, chunks, content_range, content_length)
 
 
@@ -273,7 +273,7 @@ async def finish(store: Store, repo: str, upload_id: str, digest: Digest,
     digest mismatch the session is dropped and no blob appears.
     """
     path = _check_id(repo, upload_id)
-    async with _sole_writer(store, repo, upload_id) as current:
+    async with _sole_writer(store, repo, upload_id) as (current, lease):
         total = current
         if chunks is not None:
             total = await _append(store, repo, upload_id, current, chunks, content_range, content_length)
@@ -284,6 +284,7 @@ async def finish(store: Store, repo: str, upload_id: str, digest: Digest,
             await _drop(store, path)
             store.upload_quota.closed(repo)
             raise RegistryError(ErrorCode.DIGEST_INVALID, {"digest": str(digest)})
+        lease.check()
         await dedupe.place(store, repo, digest, path, total)
     store.upload_quota.closed(repo)
     await store.locks.forget(_lock_name(repo, upload_id))

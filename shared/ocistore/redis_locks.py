@@ -1,0 +1,174 @@
+"""Redis leases for stores that have no place of their own to keep a lock (S3).
+
+A lease is a key set with a token and a short TTL, renewed while held, released only by its
+owner.  Three things make Redis trouble cost seconds, never an acknowledged write:
+
+- *No fallback.* When Redis cannot be reached, `hold` raises `LocksUnavailable` (a 503 for a
+  client): a lock only this host can see would let two replicas write one index.
+- *A circuit breaker.* After a failure, calls fail at once for a cool-down (doubling up to
+  `MAX_COOLDOWN`), so a hung Redis costs one socket timeout, not one per lock.
+- *Leases are watched.* A renewal that finds the key gone or taken, or renewals failing for
+  two thirds of the TTL, mark the lease lost; its holder's `check()` then refuses the write.
+  A lock Redis applied after its client gave up blocks its name for one TTL at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from .locks import Lease, LocksUnavailable, LockTimeout
+
+log = logging.getLogger("ocistore.locks")
+
+LEASE_TTL = 6.0
+SOCKET_TIMEOUT = 1.0
+MIN_COOLDOWN, MAX_COOLDOWN = 0.5, 8.0
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+# Idempotent, so a call retried on a fresh connection (after a Redis restart left a stale
+# pooled one) never waits for a lock it already took.
+_ACQUIRE = """
+local v = redis.call('get', KEYS[1])
+if v == ARGV[1] then redis.call('pexpire', KEYS[1], ARGV[2]) return 1 end
+if v then return 0 end
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+_RENEW = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+)
+
+
+class Breaker:
+    """Open after a failure: callers are refused at once until the cool-down ends."""
+
+    def __init__(self) -> None:
+        self._open_until = 0.0
+        self._cooldown = MIN_COOLDOWN
+        self._down_since: float | None = None
+
+    def check(self) -> None:
+        if time.monotonic() < self._open_until:
+            raise LocksUnavailable("redis unreachable")
+
+    def failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+            log.error("redis unreachable (%s): writes answer 503 until it is back; pulls go on", exc)
+        self._open_until = now + self._cooldown
+        self._cooldown = min(self._cooldown * 2, MAX_COOLDOWN)
+
+    def succeeded(self) -> None:
+        if self._down_since is not None:
+            log.warning("redis reachable again after %.1fs: writes resume", time.monotonic() - self._down_since)
+            self._down_since = None
+        self._cooldown = MIN_COOLDOWN
+
+
+class RedisLocks:
+    def __init__(self, url: str, ttl: float = LEASE_TTL, prefix: str = "ocistore:") -> None:
+        self._url = url
+        self._ttl_ms = int(ttl * 1000)
+        self._prefix = prefix
+        self._breaker = Breaker()
+        # One client per event loop: the single-process mode runs several loops.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+
+    def _client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = redis.asyncio.Redis.from_url(
+                self._url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT,
+                # A refused connection is retried once on a fresh one; a timeout never is.
+                retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
+                retry_on_error=[redis.exceptions.ConnectionError],
+                health_check_interval=5)
+            self._clients[loop] = client
+        return client
+
+    async def _call(self, script: str, key: str, *args: Any) -> int:
+        self._breaker.check()
+        try:
+            answer = await self._client().eval(script, 1, key, *args)
+        except REDIS_ERRORS as exc:
+            self._breaker.failed(exc)
+            raise LocksUnavailable(str(exc)) from None
+        self._breaker.succeeded()
+        return int(answer)
+
+    @asynccontextmanager
+    async def hold(self, name: str, wait: float | None = None) -> AsyncIterator[Lease]:
+        key, token = f"{self._prefix}lock:{name}", uuid.uuid4().hex
+        deadline = None if wait is None else time.monotonic() + wait
+        pause = 0.001
+        while not await self._call(_ACQUIRE, key, token, self._ttl_ms):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise LockTimeout(name)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        lease = Lease(name)
+        renewer = asyncio.create_task(self._renew(key, token, lease))
+        try:
+            yield lease
+        finally:
+            renewer.cancel()
+            try:
+                await self._call(_RELEASE, key, token)
+            except LocksUnavailable:
+                pass  # it expires within one TTL
+
+    async def _renew(self, key: str, token: str, lease: Lease) -> None:
+        ttl = self._ttl_ms / 1000
+        renewed = time.monotonic()
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                ours = await self._call(_RENEW, key, token, self._ttl_ms)
+            except LocksUnavailable:
+                ours = 1 if time.monotonic() - renewed < ttl * 2 / 3 else 0
+            else:
+                renewed = time.monotonic()
+            if not ours:
+                lease.lost = True
+                log.error("lease %s lost while held: the write it protects will be refused", lease.name)
+                return
+
+    async def forget(self, name: str) -> None:
+        return None  # a released key is gone already
+
+    async def try_claim(self, name: str, ttl: float) -> bool:
+        """False when Redis is unreachable: the claimed work waits for its next turn."""
+        try:
+            self._breaker.check()
+            claimed = await self._client().set(f"{self._prefix}claim:{name}", "1", nx=True, px=int(ttl * 1000))
+        except LocksUnavailable:
+            return False
+        except REDIS_ERRORS as exc:
+            self._breaker.failed(exc)
+            return False
+        self._breaker.succeeded()
+        return bool(claimed)
+
+    async def release_claim(self, name: str) -> None:
+        try:
+            self._breaker.check()
+            await self._client().delete(f"{self._prefix}claim:{name}")
+        except LocksUnavailable:
+            pass
+        except REDIS_ERRORS as exc:
+            self._breaker.failed(exc)

@@ -1,0 +1,127 @@
+"""Redis leases against a real redis-server: they exclude across replicas (separate clients),
+never fall back to a lock the others cannot see, notice when they are lost, and make a hung
+or stopped Redis cost one timeout rather than one per lock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import redis
+
+from ocistore.locks import LeaseLost, LocksUnavailable, LockTimeout
+from ocistore.redis_locks import SOCKET_TIMEOUT, RedisLocks
+from tests.servers import RedisServer, running_redis
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own: it is stopped, frozen and restarted."""
+    with running_redis(tmp_path) as server:
+        yield server
+
+
+def test_a_lease_excludes_another_replica(own_redis: RedisServer) -> None:
+    a, b = RedisLocks(own_redis.url), RedisLocks(own_redis.url)
+
+    async def scenario() -> None:
+        async with a.hold("index:r"):
+            with pytest.raises(LockTimeout):
+                async with b.hold("index:r", wait=0.3):
+                    pass
+        async with b.hold("index:r", wait=1.0):
+            pass
+    run(scenario())
+
+
+def test_a_lease_outlives_its_ttl_while_renewed(own_redis: RedisServer) -> None:
+    locks = RedisLocks(own_redis.url, ttl=0.6)
+    other = RedisLocks(own_redis.url, ttl=0.6)
+
+    async def scenario() -> None:
+        async with locks.hold("index:r") as lease:
+            await asyncio.sleep(2.0)  # the work under the lease, three TTLs long
+            lease.check()
+            with pytest.raises(LockTimeout):
+                async with other.hold("index:r", wait=0.1):
+                    pass
+    run(scenario())
+
+
+def test_a_lease_taken_away_is_noticed_and_refuses_the_write(own_redis: RedisServer) -> None:
+    locks = RedisLocks(own_redis.url, ttl=0.6)
+    direct = redis.Redis.from_url(own_redis.url)
+
+    async def scenario() -> None:
+        async with locks.hold("index:r") as lease:
+            direct.delete("ocistore:lock:index:r")  # expired, or taken over by another holder
+            deadline = time.monotonic() + 5
+            while not lease.lost:
+                assert time.monotonic() < deadline, "a lost lease went unnoticed"
+                await asyncio.sleep(0.05)
+            with pytest.raises(LeaseLost):
+                lease.check()
+    run(scenario())
+
+
+def test_with_redis_down_writes_are_refused_not_given_a_host_lock(own_redis: RedisServer) -> None:
+    locks = RedisLocks(own_redis.url)
+    own_redis.stop()
+
+    async def scenario() -> None:
+        with pytest.raises(LocksUnavailable) as refused:
+            async with locks.hold("index:r"):
+                pytest.fail("a write went on without exclusion")
+        assert refused.value.status == 503 and "Retry-After" in refused.value.headers
+        assert not await locks.try_claim("gc:sweep", 10)
+    run(scenario())
+
+
+def test_a_hung_redis_costs_one_timeout_not_one_per_lock(own_redis: RedisServer) -> None:
+    locks = RedisLocks(own_redis.url)
+    run(locks.try_claim("warm-up", 1))
+    assert own_redis.proc is not None
+    os.kill(own_redis.proc.pid, signal.SIGSTOP)
+    try:
+        async def scenario() -> float:
+            started = time.monotonic()
+            for i in range(20):
+                with pytest.raises(LocksUnavailable):
+                    async with locks.hold(f"index:r{i}"):
+                        pass
+            return time.monotonic() - started
+        # One socket timeout, then the breaker refuses at once (not 20 timeouts).
+        assert run(scenario()) < 3 * SOCKET_TIMEOUT
+    finally:
+        os.kill(own_redis.proc.pid, signal.SIGCONT)
+
+
+def test_locks_work_again_once_redis_is_back(own_redis: RedisServer) -> None:
+    locks = RedisLocks(own_redis.url)
+
+    async def scenario() -> None:
+        async with locks.hold("index:r"):
+            pass
+        own_redis.restart()  # pooled connections are now stale
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                async with locks.hold("index:r", wait=1.0) as lease:
+                    lease.check()
+                return
+            except LocksUnavailable:
+                assert time.monotonic() < deadline, "locks never came back after Redis did"
+                await asyncio.sleep(0.1)
+    run(scenario())
