@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import jsondoc
 from .digests import Digest, digest_of
 from .layout import blob_path
 from .registry.store import Store
@@ -235,8 +236,8 @@ class ReconcileReport:
 
 async def needs_reconcile(store: Store) -> bool:
     try:
-        state = json.loads(await store.driver.get_content(MARKER))
-    except (PathNotFound, ValueError):
+        state = jsondoc.loads(await store.driver.get_content(MARKER), max_bytes=1 << 20)
+    except (PathNotFound, jsondoc.DocumentError):
         return True
     return not isinstance(state, dict) or state.get("dedupe") != (store.cache is not None)
 
