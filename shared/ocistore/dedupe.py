@@ -31,7 +31,7 @@ from .storage import FileInfo, PathNotFound
 log = logging.getLogger("ocistore.dedupe")
 
 MARKER = ".ocistore/dedupe.json"
-_BLOB_PATH = re.compile(r"^(?P<repo>.+)/blobs/(?P<alg>sha256|sha512)/(?P<hex>[0-9a-f]{64}|[0-9a-f]{128})$")
+_BLOB_PATH = re.compile(r"(?P<repo>.+)/blobs/(?P<alg>sha256|sha512)/(?P<hex>[0-9a-f]{64}|[0-9a-f]{128})")
 
 
 EMPTY_DIGESTS = frozenset(str(digest_of(b"", alg)) for alg in ("sha256", "sha512"))
@@ -44,7 +44,7 @@ def is_placeholder(store: Store, digest: str, size: int) -> bool:
 
 def blob_digest(path: str) -> str | None:
     """The digest a blob path holds, or None for any other file of the store."""
-    m = _BLOB_PATH.match(path)
+    m = _BLOB_PATH.fullmatch(path)
     return f"{m.group('alg')}:{m.group('hex')}" if m else None
 
 
