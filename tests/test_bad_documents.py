@@ -14,18 +14,27 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from ocistore.config import StorageConfig
+from ocistore.digests import Digest
+from ocistore.errors import ErrorCode, RegistryError
 from ocistore.gc import collect_store
+from ocistore.layout import blob_path
 from ocistore.locks import LocalLocks
+from ocistore.registry.manifests import put_manifest
 from ocistore.registry.store import Store
+from ocistore.registry.uploads import monolithic
 from ocistore.scrub import load_report, scrub_store
 from ocistore.storage.local import LocalDriver
 from tests.api.helpers import (
+    OCI_CONFIG,
     OCI_INDEX,
+    OCI_LAYER,
     OCI_MANIFEST,
     Image,
     digest_of,
@@ -142,3 +151,38 @@ def test_periodic_sweep_and_scrub_pass_go_on_past_unparseable_documents(tmp_path
     assert (FIRST, digest_of(DEEP), "unreadable_manifest") in report.findings
     assert (CORRUPT, "", "corrupt_index") in report.findings
     assert not [k for k in report.findings if k[0] == LAST]
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def test_manifest_references_count_as_missing_when_a_directory_or_damaged(tmp_path: Path) -> None:
+    """The reference check reads through `stat_blob`: a directory at a blob's path, or a copy
+    scrub marked damaged, is not the blob, so the manifest is MANIFEST_BLOB_UNKNOWN and the
+    client pushes the blob again (which repairs it) instead of referencing what is not there."""
+    root = tmp_path / "store"
+    store = Store(LocalDriver(str(root)), StorageConfig(root_directory=str(root)), LocalLocks())
+    repo, config, layer = "refs/app", b'{"os":"linux"}', b"layer bytes"
+
+    async def scenario() -> tuple[RegistryError, RegistryError]:
+        await monolithic(store, repo, Digest.parse(digest_of(config)), _once(config))
+        (root / repo / "blobs" / "sha256" / digest_of(layer).split(":")[1]).mkdir(parents=True)
+        doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+               "config": {"mediaType": OCI_CONFIG, "digest": digest_of(config), "size": len(config)},
+               "layers": [{"mediaType": OCI_LAYER, "digest": digest_of(layer), "size": len(layer)}]}
+        with pytest.raises(RegistryError) as as_directory:
+            await put_manifest(store, repo, "v1", json.dumps(doc).encode(), OCI_MANIFEST)
+        (root / repo / "blobs" / "sha256" / digest_of(layer).split(":")[1]).rmdir()
+        await monolithic(store, repo, Digest.parse(digest_of(layer)), _once(layer))
+        path = blob_path(repo, Digest.parse(digest_of(layer)))
+        info = await store.driver.stat(path)
+        await store.damage.record(digest_of(layer), info.ident, path, "planted by the test")
+        with pytest.raises(RegistryError) as as_damaged:
+            await put_manifest(store, repo, "v1", json.dumps(doc).encode(), OCI_MANIFEST)
+        return as_directory.value, as_damaged.value
+
+    for refused in asyncio.run(scenario()):
+        assert refused.code is ErrorCode.MANIFEST_BLOB_UNKNOWN
+        assert refused.detail == {"digests": [digest_of(layer)]}
+    assert asyncio.run(store.index.read(repo)) is None  # nothing was listed
