@@ -67,7 +67,7 @@ def test_jsondoc_reads_what_go_reads() -> None:
     (manifest(schemaversion=2), "'schemaversion'"),
     (manifest(config={**CONFIG, "Digest": CONFIG["digest"]}), "config: key 'Digest'"),
     (manifest(layers=[{**DESC, "SIZE": 4}]), "layers[0]: key 'SIZE'"),
-    (manifest(layers=[{**DESC, "\u017fize": 4}]), "only by case"),  # Go folds ſ to s
+    (manifest(layers=[{**DESC, "\u017fize": 4}]), "only by case"),  # Go folds U+017F (long s) to s
     (manifest(subject={**DESC, "mediatype": "x"}), "subject: key 'mediatype'"),
     (manifest(manifests=[DESC]), "either layers"),
     (manifest(schemaVersion=2.0), "schemaVersion must be 2"),
