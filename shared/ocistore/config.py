@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from .durations import parse_duration
+from .wire import is_ascii_digits
 
 REDIS_URL_ENV = "OCISTORE_REDIS_URL"
 
@@ -104,7 +105,7 @@ def _count(v: Any) -> int:
 def _port(v: Any) -> int:
     if isinstance(v, bool):
         raise ValueError("expected a port number")
-    if isinstance(v, int) or (isinstance(v, str) and v.isdigit()):
+    if isinstance(v, int) or (isinstance(v, str) and is_ascii_digits(v)):
         port = int(v)
         if 0 <= port <= 65535:
             return port
@@ -242,7 +243,7 @@ def _storage(raw: Any, where: str) -> StorageConfig:
             raise ConfigError(f"{where}.subPaths: expected an object keyed by route, got {sub_raw!r}")
         for route, sub in sub_raw.items():
             route_s = str(route)
-            if not route_s.startswith("/") or not _COMPONENT.match(route_s[1:]):
+            if not route_s.startswith("/") or not _COMPONENT.fullmatch(route_s[1:]):
                 raise ConfigError(
                     f"{where}.subPaths: invalid route {route_s!r}: use '/' and one name component, e.g. '/infra'"
                 )
@@ -253,7 +254,7 @@ def _storage(raw: Any, where: str) -> StorageConfig:
     return storage
 
 
-_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$")
+_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")  # fullmatch: no trailing newline
 
 
 def store_location(cfg: StorageConfig) -> tuple[str, str]:

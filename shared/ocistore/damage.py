@@ -19,12 +19,15 @@ import logging
 import time
 from typing import Any
 
+from . import jsondoc
 from .storage import PathNotFound, StorageDriver
 
 log = logging.getLogger("ocistore.damage")
 
 DAMAGE_DIR = ".ocistore/damaged"
 REFRESH = 5.0
+# A marker lists the damaged copies of one digest: a few hundred bytes each.
+MARKER_BYTES = 4 << 20
 
 
 def _marker(digest: str) -> str:
@@ -67,7 +70,7 @@ class DamageRegister:
 
     async def _read(self, digest: str) -> dict[str, Any]:
         try:
-            doc = json.loads(await self.driver.get_content(_marker(digest)))
+            doc = jsondoc.loads(await self.driver.get_content(_marker(digest)), max_bytes=MARKER_BYTES)
         except (PathNotFound, ValueError):
             return {}
         return doc if isinstance(doc, dict) else {}

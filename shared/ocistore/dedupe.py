@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import jsondoc
 from .digests import Digest, digest_of
 from .errors import ErrorCode, RegistryError
 from .layout import blob_path
@@ -31,7 +32,7 @@ from .storage import FileInfo, PathNotFound
 log = logging.getLogger("ocistore.dedupe")
 
 MARKER = ".ocistore/dedupe.json"
-_BLOB_PATH = re.compile(r"^(?P<repo>.+)/blobs/(?P<alg>sha256|sha512)/(?P<hex>[0-9a-f]{64}|[0-9a-f]{128})$")
+_BLOB_PATH = re.compile(r"(?P<repo>.+)/blobs/(?P<alg>sha256|sha512)/(?P<hex>[0-9a-f]{64}|[0-9a-f]{128})")
 
 
 EMPTY_DIGESTS = frozenset(str(digest_of(b"", alg)) for alg in ("sha256", "sha512"))
@@ -44,7 +45,7 @@ def is_placeholder(store: Store, digest: str, size: int) -> bool:
 
 def blob_digest(path: str) -> str | None:
     """The digest a blob path holds, or None for any other file of the store."""
-    m = _BLOB_PATH.match(path)
+    m = _BLOB_PATH.fullmatch(path)
     return f"{m.group('alg')}:{m.group('hex')}" if m else None
 
 
@@ -253,8 +254,8 @@ class ReconcileReport:
 
 async def needs_reconcile(store: Store) -> bool:
     try:
-        state = json.loads(await store.driver.get_content(MARKER))
-    except (PathNotFound, ValueError):
+        state = jsondoc.loads(await store.driver.get_content(MARKER), max_bytes=1 << 20)
+    except (PathNotFound, jsondoc.DocumentError):
         return True
     return not isinstance(state, dict) or state.get("dedupe") != (store.cache is not None)
 

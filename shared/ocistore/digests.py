@@ -11,7 +11,8 @@ from .errors import ErrorCode, RegistryError
 
 # Hex lengths per algorithm; a digest of any other algorithm is refused as invalid.
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
-_DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
+# Matched whole (fullmatch): `$` would accept "sha256:<hex>\n" and drop the newline.
+_DIGEST_RE = re.compile(r"([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)")
 
 
 class Hasher(Protocol):
@@ -31,7 +32,7 @@ class Digest:
     @classmethod
     def parse(cls, text: str) -> Digest:
         """Parse and validate; anything malformed is the client's DIGEST_INVALID, never a 500."""
-        m = _DIGEST_RE.match(text)
+        m = _DIGEST_RE.fullmatch(text)
         if not m:
             raise RegistryError(ErrorCode.DIGEST_INVALID, f"malformed digest {text!r}",
                                 message="invalid digest")

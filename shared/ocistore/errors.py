@@ -88,3 +88,10 @@ class RegistryError(Exception):
                 {"code": self.code.wire_code, "message": self.message, "detail": self.detail}
             ]
         }
+
+
+# What a bad stored object can raise out of code that reads it (a RegistryError when it is
+# caught where it is read, else the builtin a malformed value leads to).  GC and scrub
+# passes catch these per repository, so one bad object never stops a whole pass; anything
+# else (a storage outage, a killed process) still ends the pass.
+DATA_FAULTS: tuple[type[Exception], ...] = (RegistryError, ValueError, TypeError, KeyError, RecursionError)

@@ -8,6 +8,11 @@ manifest references; upload sessions idle for longer than the delay.
 The whole pass is one mutation of the repository's `index.json`, so it runs under the
 repository's lock and a manifest PUT (whose reference check runs under the same lock)
 can never lose a blob it was just told exists.
+
+A stored document GC cannot read (a manifest that does not parse, an `index.json` that is
+corrupt) is a finding, never a reason to delete: when a manifest GC keeps does not parse,
+what it references is unknown, so nothing of that repository is collected in that pass.
+A repository GC cannot look at is logged and skipped, and the pass goes on with the next.
 """
 
 from __future__ import annotations
@@ -19,12 +24,12 @@ from dataclasses import dataclass, field
 
 from . import dedupe
 from .digests import Digest
-from .errors import RegistryError
+from .errors import DATA_FAULTS, RegistryError
 from .layout import BLOBS_DIR, index_path, layout_path, uploads_dir
 from .registry import uploads
 from .registry.catalog import list_layouts
 from .registry.index import Draft, tag_of
-from .registry.manifests import ManifestInfo, manifest_info
+from .registry.manifests import ManifestInfo, read_manifest_info
 from .registry.store import Store
 from .storage import FileInfo, PathNotFound
 
@@ -41,6 +46,11 @@ class GCReport:
     dry_run: bool = False
     # Nothing was left (no manifest, blob or upload), so the repository itself went.
     emptied: bool = False
+    # Kept manifests whose stored bytes do not parse: their references are unknown, so
+    # no manifest or blob was collected.
+    unreadable: list[str] = field(default_factory=list)
+    # Why the repository could not be collected at all (a corrupt index.json), if so.
+    error: str | None = None
 
     @property
     def removed(self) -> int:
@@ -59,37 +69,48 @@ def _digest_of_path(path: str, repo: str) -> str | None:
         return None
 
 
-async def _infos(store: Store, repo: str, digests: set[str]) -> dict[str, ManifestInfo]:
-    out: dict[str, ManifestInfo] = {}
-    for d in digests:
-        info = await _load(store, repo, d)
+class _Manifests:
+    """Kept manifests' facts, loaded once each; remembers which stored ones do not parse."""
+
+    def __init__(self, store: Store, repo: str) -> None:
+        self.store = store
+        self.repo = repo
+        self.known: dict[str, ManifestInfo] = {}
+        self.unreadable: dict[str, str] = {}
+
+    async def load(self, digest: str) -> ManifestInfo | None:
+        if digest in self.known:
+            return self.known[digest]
+        if digest in self.unreadable:
+            return None
+        try:
+            parsed = Digest.parse(digest)
+        except RegistryError:
+            return None  # an odd entry of a foreign layout: it names no file, so it refers to nothing
+        try:
+            info = await read_manifest_info(self.store, self.repo, parsed)
+        except RegistryError as exc:
+            self.unreadable[digest] = str(exc.detail)
+            return None
         if info is not None:
-            out[d] = info
-    return out
+            self.known[digest] = info
+        return info
 
 
-async def _load(store: Store, repo: str, digest: str) -> ManifestInfo | None:
-    try:
-        return await manifest_info(store, repo, Digest.parse(digest))
-    except RegistryError:
-        return None
-
-
-async def _closure(store: Store, repo: str, roots: set[str], known: dict[str, ManifestInfo]) -> set[str]:
+async def _closure(manifests: _Manifests, roots: set[str]) -> set[str]:
     """`roots` plus every manifest they reach through index children and referrers."""
     referrers: dict[str, list[str]] = {}
-    for digest, meta in known.items():
+    for digest, meta in manifests.known.items():
         if meta.subject:
             referrers.setdefault(meta.subject, []).append(digest)
     kept = set(roots)
     frontier = list(roots)
     while frontier:
         d = frontier.pop()
-        info = known.get(d) or await _load(store, repo, d)
+        info = await manifests.load(d)
         if info is None:
             continue
-        known[d] = info
-        for reached in (*(c["digest"] for c in info.children), *referrers.get(d, ())):
+        for reached in (*(c.digest for c in info.children), *referrers.get(d, ())):
             if reached not in kept:
                 kept.add(reached)
                 frontier.append(reached)
@@ -112,17 +133,28 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
             if digest is not None:
                 files[digest] = f
         listed = {d["digest"] for d in manifests}
-        known = await _infos(store, repo, listed & files.keys())
+        loaded = _Manifests(store, repo)
+        for d in sorted(listed & files.keys()):
+            await loaded.load(d)
         tagged = {d["digest"] for d in manifests if tag_of(d) is not None}
         young = {d for d in listed if d in files and files[d].mtime > cutoff}
-        kept = await _closure(store, repo, tagged | young, known)
+        kept = await _closure(loaded, tagged | young)
+        report.unreadable = sorted(kept & loaded.unreadable.keys())
+        for d in report.unreadable:
+            log.warning("gc: %s: kept manifest %s does not parse (%s): collecting nothing of the repository",
+                        repo, d, loaded.unreadable[d])
+        if report.unreadable:
+            # What it references is unknown: keep every manifest and blob, until it is fixed or deleted.
+            kept |= listed
         referenced = set(kept)
         for d in kept:
-            info = known.get(d)
+            info = loaded.known.get(d)
             if info is not None:
-                referenced.update(x["digest"] for x in (*info.blobs, *info.children))
+                referenced.update(x.digest for x in (*info.blobs, *info.children))
                 if info.config:
-                    referenced.add(info.config["digest"])
+                    referenced.add(info.config.digest)
+        if report.unreadable:
+            referenced |= files.keys()
         doomed_manifests = listed - kept
         report.manifests = sorted(doomed_manifests)
         doomed_files: list[FileInfo] = [
@@ -158,7 +190,12 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
             await _remove_layout(store, repo)
 
     doomed: list[str] = []
-    await store.index.update(repo, sweep, after_write=delete_doomed)
+    try:
+        await store.index.update(repo, sweep, after_write=delete_doomed)
+    except RegistryError as exc:
+        # A corrupt index.json: nothing is known to be unreferenced, so nothing goes.
+        report.error = str(exc.detail)
+        log.warning("gc: %s cannot be collected: %s", repo, report.error)
     return report
 
 
@@ -194,7 +231,12 @@ async def collect_store(store: Store) -> AsyncIterator[GCReport]:
     """GC every repository of the store, yielding each report as it is done; then abort the
     backend's multipart uploads abandoned for longer than `gcDelay`."""
     for name in await list_layouts(store):
-        yield await collect_repository(store, name)
+        try:
+            report = await collect_repository(store, name)
+        except DATA_FAULTS as exc:  # one bad repository must not stop the sweep of all the others
+            log.exception("gc: %s failed; going on with the next repository", name)
+            report = GCReport(name, error=f"{type(exc).__name__}: {exc}")
+        yield report
     aborted = await store.driver.abort_stale_multipart_uploads(store.config.gc_delay)
     if aborted:
         log.info("gc: aborted %d abandoned multipart uploads", aborted)

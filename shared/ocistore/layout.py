@@ -19,7 +19,7 @@ BLOBS_DIR = "blobs"
 LAYOUT_CONTENT = json.dumps({"imageLayoutVersion": "1.0.0"}).encode()
 EMPTY_INDEX = {"schemaVersion": 2, "manifests": []}
 
-UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # fullmatch only
 
 
 def blob_path(repo: str, digest: Digest) -> str:

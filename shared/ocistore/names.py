@@ -11,8 +11,10 @@ import re
 
 from .errors import ErrorCode, RegistryError
 
-_NAME_RE = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$")
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+# Always fullmatch: `re.match` with `$` also matches before a trailing newline, which let
+# `?tag=latest%0A` store the tag "latest\n".
+_NAME_RE = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*")
+TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 MAX_NAME_LENGTH = 255
 # A repository is a directory holding a layout, and layouts nest: a name component equal to
 # one of the layout's own entries would put a repository inside another's blobs, or a
@@ -24,7 +26,7 @@ def name_fault(name: str) -> str | None:
     """Why `name` cannot be a repository, or None when it can."""
     if len(name) > MAX_NAME_LENGTH:
         return f"longer than {MAX_NAME_LENGTH} characters"
-    if _NAME_RE.match(name) is None:
+    if _NAME_RE.fullmatch(name) is None:
         return "not of the form [a-z0-9]+ components joined by '.', '_', '__' or '-', separated by '/'"
     reserved = RESERVED_COMPONENTS.intersection(name.split("/"))
     if reserved:
@@ -46,4 +48,4 @@ def check_name(name: str) -> str:
 
 
 def is_valid_tag(tag: str) -> bool:
-    return TAG_RE.match(tag) is not None
+    return TAG_RE.fullmatch(tag) is not None

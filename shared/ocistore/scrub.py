@@ -25,13 +25,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from . import dedupe
+from . import dedupe, jsondoc
 from .digests import Digest, new_hasher
-from .errors import RegistryError
+from .errors import DATA_FAULTS, RegistryError
 from .layout import BLOBS_DIR, INDEX_FILE, blob_path
 from .registry.catalog import list_layouts
 from .registry.index import Descriptor, Draft
-from .registry.manifests import MAX_MANIFEST_BYTES, ManifestInfo, parse_manifest
+from .registry.manifest_doc import parse_manifest_async
+from .registry.manifests import MAX_MANIFEST_BYTES, ManifestInfo, Ref
 from .registry.store import Store
 from .storage import FileInfo, PathNotFound
 
@@ -39,6 +40,7 @@ log = logging.getLogger("ocistore.scrub")
 
 REPORT_PATH = ".ocistore/scrub-report.json"
 REPORT_VERSION = 1
+MAX_REPORT_BYTES = 256 << 20
 # Hashing a chunk larger than this in a thread keeps the event loop serving the API.
 THREAD_HASH = 256 << 10
 
@@ -170,7 +172,7 @@ async def load_report(store: Store) -> ScrubReport:
     except PathNotFound:
         return ScrubReport()
     try:
-        return ScrubReport.from_json(json.loads(data))
+        return ScrubReport.from_json(jsondoc.loads(data, max_bytes=MAX_REPORT_BYTES))
     except (ValueError, TypeError, KeyError) as exc:
         log.warning("scrub report %s is unreadable (%s); starting a new one", REPORT_PATH, exc)
         return ScrubReport()
@@ -245,20 +247,19 @@ class _ReferenceCheck:
 
     async def run(self, manifests: list[Descriptor]) -> list[Finding]:
         # Faulty entries are the index check's finding; there is nothing here to follow.
-        stack = [(d, INDEX_FILE) for d in manifests if _descriptor_fault(d) is None]
+        stack = [(Ref(d["digest"], d["size"]), INDEX_FILE) for d in manifests if _descriptor_fault(d) is None]
         while stack:
-            desc, holder = stack.pop()
-            digest = desc["digest"]
-            if digest in self.seen:
+            ref, holder = stack.pop()
+            if ref.digest in self.seen:
                 continue
-            self.seen.add(digest)
-            info = await self._manifest(desc, holder)
+            self.seen.add(ref.digest)
+            info = await self._manifest(ref, holder)
             if info is None:
                 continue
             for blob in (*([info.config] if info.config else []), *info.blobs):
-                if not blob.get("urls"):  # foreign layers live elsewhere by design
-                    await self._present(blob, f"manifest {digest}")
-            stack.extend((child, f"manifest {digest}") for child in info.children)
+                if not blob.foreign:  # foreign layers live elsewhere by design
+                    await self._present(blob, f"manifest {ref.digest}")
+            stack.extend((child, f"manifest {ref.digest}") for child in info.children)
         return self.found
 
     async def run_draft(self, draft: Draft) -> list[Finding]:
@@ -267,9 +268,9 @@ class _ReferenceCheck:
     def _flag(self, digest: str, problem: Problem, detail: str) -> None:
         self.found.append(_finding(self.repo, digest, problem, detail))
 
-    async def _present(self, desc: Descriptor, holder: str) -> int | None:
-        """The size of the blob `desc` names (None when absent), flagging absence or a wrong size."""
-        digest = desc["digest"]
+    async def _present(self, ref: Ref, holder: str) -> int | None:
+        """The size of the blob `ref` names (None when absent), flagging absence or a wrong size."""
+        digest = ref.digest
         if digest not in self.found_at:
             path = blob_path(self.repo, Digest.parse(digest))
             try:
@@ -281,19 +282,20 @@ class _ReferenceCheck:
         if found is None:
             self._flag(digest, Problem.MISSING_BLOB, f"referenced by {holder}, absent from the repository")
             return None
-        if found[0] != desc["size"]:
-            self._flag(digest, Problem.SIZE_MISMATCH, f"{holder} says {desc['size']} bytes, the blob has {found[0]}")
+        if found[0] != ref.size:
+            self._flag(digest, Problem.SIZE_MISMATCH, f"{holder} says {ref.size} bytes, the blob has {found[0]}")
         return found[0]
 
-    async def _manifest(self, desc: Descriptor, holder: str) -> ManifestInfo | None:
-        """The manifest `desc` names, parsed from the bytes on storage; None when absent or unreadable.
+    async def _manifest(self, ref: Ref, holder: str) -> ManifestInfo | None:
+        """The manifest `ref` names, parsed from the bytes on storage; None when absent or unreadable.
 
-        Never taken from the registry's parse cache, which would hide damage done on storage.
+        Never taken from the registry's parse memo, which would hide damage done on storage.
+        A document that does not parse (too deep, not UTF-8, duplicate keys...) is a finding.
         """
-        size = await self._present(desc, holder)
+        size = await self._present(ref, holder)
         if size is None:
             return None
-        digest = desc["digest"]
+        digest = ref.digest
         if size > MAX_MANIFEST_BYTES:
             self._flag(digest, Problem.UNREADABLE_MANIFEST, f"{size} bytes, more than any manifest may have")
             return None
@@ -301,7 +303,7 @@ class _ReferenceCheck:
             found = self.found_at.get(digest)
             path = found[1] if found else blob_path(self.repo, Digest.parse(digest))
             body = await self.store.driver.get_content(path)
-            return parse_manifest(body, None)
+            return await parse_manifest_async(body, None)
         except PathNotFound:
             self._flag(digest, Problem.MISSING_BLOB, f"referenced by {holder}, absent from the repository")
         except RegistryError as exc:
@@ -440,7 +442,10 @@ async def scrub_store(store: Store, *, repo: str | None = None, pace_bytes_per_s
     for name in names:
         if report.pass_cursor is not None and name <= report.pass_cursor:
             continue
-        await scrub_repository(store, name, report, pace_bytes_per_s=pace_bytes_per_s, progress=progress)
+        try:
+            await scrub_repository(store, name, report, pace_bytes_per_s=pace_bytes_per_s, progress=progress)
+        except DATA_FAULTS:  # one bad repository must not stop the pass over all the others
+            log.exception("scrub: %s failed; its findings stay as they were, going on with the next", name)
         report.pass_cursor = name
         report.pass_seconds += time.monotonic() - clock
         clock = time.monotonic()

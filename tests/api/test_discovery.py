@@ -202,3 +202,18 @@ def test_referrers_of_a_subject_not_pushed(client: httpx.Client, repo: str) -> N
     sig = referrer(client, repo, absent, artifact_type=SBOM)
     got = listed(client.get(f"/v2/{repo}/referrers/{absent['digest']}"))
     assert got == [expected_descriptor(sig, SBOM, None)]
+
+
+def test_referrers_in_a_repository_that_does_not_exist_yet(client: httpx.Client, repo: str) -> None:
+    """The spec: a registry with the referrers API MUST NOT answer 404 there; and asking creates nothing."""
+    assert listed(client.get(f"/v2/{repo}/referrers/{digest_of(b'not pushed anywhere')}")) == []
+    assert client.get(f"/v2/{repo}/tags/list").status_code == 404
+    assert repo not in client.get("/v2/_catalog").json()["repositories"]
+
+
+def test_referrers_keep_a_large_annotation(client: httpx.Client, repo: str) -> None:
+    """Annotations too large for the memo are read again from storage, not dropped."""
+    subject = push_random_image(client, repo, "v1")
+    notes = {"org.example.big": "x" * (64 << 10)}
+    sig = referrer(client, repo, subject.descriptor(), artifact_type=SBOM, annotations=notes)
+    assert listed(client.get(f"/v2/{repo}/referrers/{subject.digest}")) == [expected_descriptor(sig, SBOM, notes)]

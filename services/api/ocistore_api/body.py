@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 
 from ocistore.errors import ErrorCode, RegistryError
+from ocistore.wire import wire_int
 
 
 async def chunks(request: Request) -> AsyncIterator[bytes]:
@@ -19,9 +20,11 @@ def content_length(request: Request) -> int | None:
     value = request.headers.get("content-length")
     if value is None:
         return None
-    if not value.isdigit():
-        raise RegistryError(ErrorCode.SIZE_INVALID, {"Content-Length": value})
-    return int(value)
+    length = wire_int(value.strip())
+    if length is None:
+        raise RegistryError(ErrorCode.SIZE_INVALID, {"Content-Length": value[:40]},
+                            message="Content-Length must be at most 19 ASCII digits")
+    return length
 
 
 async def read_limited(request: Request, limit: int, too_large: RegistryError) -> bytes:

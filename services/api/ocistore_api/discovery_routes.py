@@ -11,6 +11,7 @@ from ocistore.digests import Digest
 from ocistore.errors import ErrorCode, RegistryError
 from ocistore.mediatypes import OCI_INDEX
 from ocistore.registry import Registry, Store, catalog, referrers, tags
+from ocistore.wire import wire_int
 
 from .responses import json_response
 
@@ -21,9 +22,11 @@ def _page_params(request: Request) -> tuple[int | None, str | None]:
     n_text = request.query_params.get("n")
     n = None
     if n_text is not None and n_text != "":
-        if not n_text.isdigit():
-            raise RegistryError(ErrorCode.PAGINATION_NUMBER_INVALID, {"n": n_text})
-        n = min(int(n_text), MAX_PAGE)
+        value = wire_int(n_text)
+        if value is None:
+            raise RegistryError(ErrorCode.PAGINATION_NUMBER_INVALID, {"n": n_text[:40]},
+                                message="n must be at most 19 ASCII digits")
+        n = min(value, MAX_PAGE)
     return n, request.query_params.get("last") or None
 
 

@@ -14,14 +14,14 @@ from ocistore.errors import ErrorCode, RegistryError
 from ocistore.names import check_name
 
 _ROUTE = re.compile(
-    r"^/v2/(?P<name>.+?)/(?:"
+    r"/v2/(?P<name>.+?)/(?:"
     r"blobs/uploads/(?P<upload>[^/]*)"
     r"|blobs/(?P<blob>[^/]+)"
     r"|manifests/(?P<manifest>[^/]+)"
     r"|(?P<tags>tags/list)"
     r"|referrers/(?P<subject>[^/]+)"
-    r")$"
-)
+    r")"
+)  # matched whole (fullmatch): `$` would also match before a trailing newline
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ class Route:
 
 
 def parse_path(raw_path: str) -> Route:
-    m = _ROUTE.match(raw_path)
+    m = _ROUTE.fullmatch(raw_path)
     if m is None:
         raise RegistryError(ErrorCode.ENDPOINT_UNKNOWN, {"path": raw_path})
     name = check_name(m.group("name"))

@@ -11,12 +11,14 @@ from ocistore.digests import Digest
 from ocistore.errors import ErrorCode, RegistryError
 from ocistore.events import EventName
 from ocistore.registry import Store, blobs, uploads
+from ocistore.wire import wire_int
 
 from .body import chunks, content_length
 from .events import emit
 from .responses import empty
 
-_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+# ASCII digits only (`\d` would take any Unicode digit); each number is bounded by wire_int.
+_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/([0-9]+|\*))?")
 
 
 def _session_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
@@ -67,11 +69,13 @@ def _content_range(request: Request) -> uploads.ContentRange | None:
     header = request.headers.get("content-range")
     if header is None:
         return None
-    m = _CONTENT_RANGE.match(header.strip())
-    if m is None:
-        raise RegistryError(ErrorCode.RANGE_INVALID, {"Content-Range": header},
+    m = _CONTENT_RANGE.fullmatch(header.strip())
+    start, end = (wire_int(m.group(1)), wire_int(m.group(2))) if m else (None, None)
+    total = m.group(3) if m else None
+    if start is None or end is None or (total not in (None, "*") and wire_int(total) is None):
+        raise RegistryError(ErrorCode.RANGE_INVALID, {"Content-Range": header[:80]},
                             message="malformed Content-Range")
-    return uploads.ContentRange(int(m.group(1)), int(m.group(2)))
+    return uploads.ContentRange(start, end)
 
 
 async def patch_upload(request: Request, store: Store, name: str, upload_id: str) -> Response:

@@ -85,6 +85,10 @@ async def _gc(registry: Registry, repo: str | None, dry_run: bool) -> None:
             report = await collect_repository(store, name, dry_run=dry_run)
             progress.step()
             freed += report.bytes_freed
+            if report.error:
+                progress.print(f"{report.repo}: not collected: {report.error}")
+            for digest in report.unreadable:
+                progress.print(f"{report.repo}: manifest {digest} does not parse: nothing collected")
             for kind, items in (("manifest", report.manifests), ("blob", report.blobs), ("upload", report.uploads)):
                 for item in items:
                     progress.print(f"{report.repo}: {verb} {kind} {item}")

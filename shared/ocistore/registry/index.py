@@ -12,21 +12,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .. import jsondoc
 from ..errors import ErrorCode, RegistryError
 from ..layout import EMPTY_INDEX, LAYOUT_CONTENT, index_path, layout_path
 from ..locks import Locks
 from ..mediatypes import REF_NAME
 from ..names import is_valid_tag
+from ..recent import Recent
 from ..storage import PathNotFound, StorageDriver
 
 T = TypeVar("T")
-CACHED_INDEXES = 1024
-_INLINE_PARSE = 1 << 20  # larger index.json files are parsed off the event loop
+# Parsed indexes kept: bounded by count and by an estimate of their memory (parsed JSON
+# takes about eight times the bytes of its text; the writer's JSON memo as much again).
+RECENT_INDEXES = 1024
+RECENT_INDEX_BYTES = 64 << 20
+INDEX_MEMORY_FACTOR = 12
+MAX_INDEX_BYTES = 256 << 20  # what a stored index.json may be: ~1M tags
+_INLINE_PARSE = 64 << 10  # larger index.json files are parsed off the event loop
 Descriptor = dict[str, Any]
 # A mutation edits a Draft of the descriptor list; it may also check or change the
 # store, since it runs under the repository's lock (GC, reference checks).
@@ -144,7 +150,7 @@ class IndexStore:
         self.driver = driver
         self.locks = locks
         # Parsed indexes of the repositories most used (bounded: a catalog may hold many).
-        self._cache: OrderedDict[str, tuple[str, float, int, ImageIndex]] = OrderedDict()
+        self._recent: Recent[str, tuple[str, float, int, ImageIndex]] = Recent(RECENT_INDEXES, RECENT_INDEX_BYTES)
         self._pending: dict[str, list[_Pending]] = {}
         self._writers: dict[str, asyncio.Task[None]] = {}
 
@@ -154,12 +160,14 @@ class IndexStore:
         try:
             info = await self.driver.stat(path)
         except PathNotFound:
-            self._cache.pop(repo, None)
+            self._recent.pop(repo)
             return None
-        cached = self._cache.get(repo)
-        if cached and cached[0] == info.ident and cached[1] == info.mtime and cached[2] == info.size:
-            self._cache.move_to_end(repo)
-            return cached[3]
+        if info.size > MAX_INDEX_BYTES:
+            raise RegistryError(ErrorCode.MANIFEST_INVALID, f"index.json of {repo}: {info.size} bytes, "
+                                f"more than the {MAX_INDEX_BYTES} allowed", message="repository index is corrupt")
+        known = self._recent.get(repo)
+        if known and known[0] == info.ident and known[1] == info.mtime and known[2] == info.size:
+            return known[3]
         try:
             data = await self.driver.get_content(path)
         except PathNotFound:
@@ -170,10 +178,7 @@ class IndexStore:
         return idx
 
     def _remember(self, repo: str, entry: tuple[str, float, int, ImageIndex]) -> None:
-        self._cache[repo] = entry
-        self._cache.move_to_end(repo)
-        while len(self._cache) > CACHED_INDEXES:
-            self._cache.popitem(last=False)
+        self._recent.put(repo, entry, 1024 + entry[2] * INDEX_MEMORY_FACTOR)
 
     async def require(self, repo: str) -> ImageIndex:
         idx = await self.read(repo)
@@ -263,13 +268,15 @@ def _serialize(doc: dict[str, Any], written: ImageIndex, previous: ImageIndex | 
 
 
 def _parse(data: bytes, repo: str) -> ImageIndex:
+    """The stored index, read by the strict reader: a corrupt or hostile file is a typed
+    error (MANIFEST_INVALID, "repository index is corrupt"), never a crash."""
     try:
-        doc = json.loads(data)
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict):
-        raise RegistryError(
-            ErrorCode.MANIFEST_INVALID, f"index.json of {repo} is not a JSON object",
-            message="repository index is corrupt",
-        )
-    return ImageIndex.from_doc(doc)
+        doc = jsondoc.loads(data, max_bytes=MAX_INDEX_BYTES)
+    except jsondoc.DocumentError as exc:
+        reason = exc.reason
+    else:
+        if isinstance(doc, dict):
+            return ImageIndex.from_doc(doc)
+        reason = "not a JSON object"
+    raise RegistryError(ErrorCode.MANIFEST_INVALID, f"index.json of {repo}: {reason}",
+                        message="repository index is corrupt")

@@ -7,38 +7,24 @@ except its `subject` (referrers may arrive first) and layers with foreign `urls`
 
 from __future__ import annotations
 
-import json
+import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from .. import dedupe
 from ..digests import Digest, digest_of
 from ..errors import ErrorCode, RegistryError
 from ..layout import blob_path
-from ..mediatypes import IMAGE_MANIFESTS, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST
 from ..names import is_valid_tag
 from ..storage import PathNotFound
+from .blobs import stat_blob
 from .index import Descriptor, Draft
+from .manifest_doc import MAX_MANIFEST_BYTES, OFF_LOOP_BYTES, ManifestInfo, Ref, parse_manifest, parse_manifest_async
 from .store import Store
 from .tags import delete_tag, put_tags
 
-MAX_MANIFEST_BYTES = 4 << 20
+__all__ = ["MAX_MANIFEST_BYTES", "Manifest", "ManifestInfo", "Ref", "parse_manifest"]
 MAX_TAGS_PER_PUT = 100
-_GENERIC_TYPES = frozenset({"", "application/json", "application/octet-stream"})
-
-
-@dataclass(frozen=True)
-class ManifestInfo:
-    """What the registry needs to know of a manifest, parsed once per digest."""
-
-    media_type: str
-    subject: str | None = None
-    artifact_type: str | None = None
-    annotations: dict[str, str] | None = None
-    config: Descriptor | None = None
-    blobs: tuple[Descriptor, ...] = ()
-    children: tuple[Descriptor, ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -49,95 +35,36 @@ class Manifest:
     body: bytes | None = None
 
 
-def _invalid(detail: str) -> RegistryError:
-    return RegistryError(ErrorCode.MANIFEST_INVALID, detail)
+def _reference(reference: str, *, reading: bool = False) -> Digest | str:
+    """A digest, or a tag that matches the grammar.
 
-
-def _descriptor(value: Any, where: str) -> Descriptor:
-    if not isinstance(value, dict):
-        raise _invalid(f"{where} must be a descriptor object")
-    if not isinstance(value.get("mediaType"), str):
-        raise _invalid(f"{where}.mediaType must be a string")
-    size = value.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise _invalid(f"{where}.size must be a non-negative integer")
-    digest = value.get("digest")
-    if not isinstance(digest, str):
-        raise _invalid(f"{where}.digest must be a string")
-    try:
-        Digest.parse(digest)
-    except RegistryError:
-        raise _invalid(f"{where}.digest {digest!r} is not a valid digest") from None
-    urls = value.get("urls")
-    if urls is not None and not (isinstance(urls, list) and all(isinstance(u, str) for u in urls)):
-        raise _invalid(f"{where}.urls must be a list of strings")
-    return value
-
-
-def _descriptors(doc: dict[str, Any], key: str) -> tuple[Descriptor, ...]:
-    items = doc.get(key)
-    if not isinstance(items, list):
-        raise _invalid(f"{key} must be a list")
-    return tuple(_descriptor(d, f"{key}[{i}]") for i, d in enumerate(items))
-
-
-def parse_manifest(body: bytes, content_type: str | None) -> ManifestInfo:
-    """Validate a manifest of one of the accepted types; MANIFEST_INVALID names the fault."""
-    declared = (content_type or "").split(";", 1)[0].strip().lower()
-    if declared not in MANIFEST_TYPES and declared not in _GENERIC_TYPES:
-        raise _invalid(f"unsupported manifest media type {declared!r}")
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise _invalid("manifest is not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise _invalid("manifest must be a JSON object")
-    if doc.get("schemaVersion") != 2:
-        raise _invalid("schemaVersion must be 2")
-    own = doc.get("mediaType")
-    if own is not None and not isinstance(own, str):
-        raise _invalid("mediaType must be a string")
-    if own and declared in MANIFEST_TYPES and own != declared:
-        raise _invalid(f"mediaType {own!r} does not match Content-Type {declared!r}")
-    media_type = own or (declared if declared in MANIFEST_TYPES else None)
-    if media_type is None:
-        media_type = OCI_INDEX if "manifests" in doc else OCI_MANIFEST
-    if media_type not in MANIFEST_TYPES:
-        raise _invalid(f"unsupported manifest media type {media_type!r}")
-    artifact_type = doc.get("artifactType")
-    if artifact_type is not None and not isinstance(artifact_type, str):
-        raise _invalid("artifactType must be a string")
-    annotations = doc.get("annotations")
-    if annotations is not None and not (
-        isinstance(annotations, dict) and all(isinstance(v, str) for v in annotations.values())
-    ):
-        raise _invalid("annotations must map strings to strings")
-    subject = doc.get("subject")
-    subject_digest = _descriptor(subject, "subject")["digest"] if subject is not None else None
-    if media_type in IMAGE_MANIFESTS:
-        config = _descriptor(doc.get("config"), "config")
-        return ManifestInfo(media_type, subject_digest, artifact_type or config["mediaType"], annotations,
-                            config, _descriptors(doc, "layers"))
-    return ManifestInfo(media_type, subject_digest, artifact_type, annotations,
-                        children=_descriptors(doc, "manifests"))
-
-
-def _reference(reference: str) -> Digest | str:
-    """A digest, or a tag that matches the grammar."""
+    A reference that is neither names no manifest: a read answers 404 MANIFEST_UNKNOWN (the
+    v1.1.1 conformance suite and docker-registry do), a write 400 MANIFEST_INVALID.
+    """
     if ":" in reference:
         return Digest.parse(reference)
     if not is_valid_tag(reference):
+        if reading:
+            raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"reference": reference},
+                                message="manifest unknown: not a valid tag or digest")
         raise RegistryError(ErrorCode.MANIFEST_INVALID, {"tag": reference}, message="invalid tag")
     return reference
 
 
 async def _check_references(store: Store, repo: str, info: ManifestInfo) -> None:
+    """Every blob and child the manifest names is held whole by the repository.
+
+    Through `stat_blob`, so a directory at a blob's path, a dedupe reference whose original
+    is gone, or a copy scrub found damaged all count as missing: the client pushes it again.
+    """
     missing: list[str] = []
-    wanted: list[Descriptor] = [*([info.config] if info.config else []), *info.children]
-    wanted += [d for d in info.blobs if not d.get("urls")]
-    for d in wanted:
-        if not await store.driver.exists(blob_path(repo, Digest.parse(d["digest"]))):
-            missing.append(d["digest"])
+    wanted: list[Ref] = [*([info.config] if info.config else []), *info.children]
+    wanted += [r for r in info.blobs if not r.foreign]
+    for digest in dict.fromkeys(r.digest for r in wanted):
+        try:
+            await stat_blob(store, repo, Digest.parse(digest))
+        except RegistryError:
+            missing.append(digest)
     if missing:
         raise RegistryError(ErrorCode.MANIFEST_BLOB_UNKNOWN, {"digests": missing})
 
@@ -156,8 +83,12 @@ async def put_manifest(store: Store, repo: str, reference: str, body: bytes, con
             raise RegistryError(ErrorCode.MANIFEST_INVALID, {"tag": tag}, message="invalid tag")
         if tag not in tags:
             tags.append(tag)
-    info = parse_manifest(body, content_type)
-    digest = digest_of(body, ref.algorithm if isinstance(ref, Digest) else "sha256")
+    info = await parse_manifest_async(body, content_type)
+    algorithm = ref.algorithm if isinstance(ref, Digest) else "sha256"
+    if len(body) > OFF_LOOP_BYTES:
+        digest = await asyncio.to_thread(digest_of, body, algorithm)
+    else:
+        digest = digest_of(body, algorithm)
     if isinstance(ref, Digest) and digest != ref:
         raise RegistryError(ErrorCode.DIGEST_INVALID, {"digest": str(ref), "computed": str(digest)})
     desc: Descriptor = {"mediaType": info.media_type, "digest": str(digest), "size": len(body)}
@@ -175,7 +106,7 @@ async def put_manifest(store: Store, repo: str, reference: str, body: bytes, con
             await store.driver.touch(path)  # pushed again: fresh for GC's delay
         else:
             await store.driver.put_content(path, body)
-        store.manifest_meta.put(str(digest), info)
+        _remember(store, str(digest), info)
         await tagging(draft)
 
     await store.index.update(repo, store_and_tag)
@@ -195,26 +126,43 @@ async def _read_small(store: Store, repo: str, digest: Digest) -> bytes | None:
         return None
 
 
-async def manifest_info(store: Store, repo: str, digest: Digest, body: bytes | None = None) -> ManifestInfo | None:
-    """Parsed metadata of a stored manifest (cached by digest); None when not a manifest."""
+def _remember(store: Store, key: str, info: ManifestInfo) -> None:
+    kept = info.compact()
+    store.manifest_meta.put(key, kept, kept.cost)
+
+
+async def read_manifest_info(store: Store, repo: str, digest: Digest, body: bytes | None = None, *,
+                             full: bool = False) -> ManifestInfo | None:
+    """Parsed metadata of a stored manifest (memoised by digest); None when there is no such
+    blob or it is too large to be a manifest.  Stored bytes that do not parse raise
+    MANIFEST_INVALID: GC must tell "not a manifest" from "a manifest it cannot read".
+
+    `full` reads the bytes again for annotations the memo left out.
+    """
     key = str(digest)
-    cached = store.manifest_meta.get(key)
-    if isinstance(cached, ManifestInfo):
-        return cached
+    memo = store.manifest_meta.get(key)
+    if isinstance(memo, ManifestInfo) and not (full and memo.annotations_elided):
+        return memo
     if body is None:
         body = await _read_small(store, repo, digest)
         if body is None:
             return None
-    try:
-        info = parse_manifest(body, None)
-    except RegistryError:
-        return None
-    store.manifest_meta.put(key, info)
+    info = await parse_manifest_async(body, None)
+    _remember(store, key, info)
     return info
 
 
+async def manifest_info(store: Store, repo: str, digest: Digest, body: bytes | None = None, *,
+                        full: bool = False) -> ManifestInfo | None:
+    """Like `read_manifest_info`, but a document that does not parse is no manifest: None."""
+    try:
+        return await read_manifest_info(store, repo, digest, body, full=full)
+    except RegistryError:
+        return None
+
+
 async def get_manifest(store: Store, repo: str, reference: str, with_body: bool = True) -> Manifest:
-    ref = _reference(reference)
+    ref = _reference(reference, reading=True)
     idx = await store.index.require(repo)
     unknown = RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"reference": reference})
     if isinstance(ref, str):

@@ -1,15 +1,15 @@
-"""One store: a driver plus its settings and the caches that spare it work.
+"""One store: a driver plus its settings and the memos that spare it work.
 
-Every cache here is a shortcut, never the source of truth: a hasher is trusted only
+Every memo here is a shortcut, never the source of truth: a hasher is trusted only
 when its byte count matches the upload file, a parsed index only while the file's
 identity is unchanged, and manifest metadata is keyed by digest (immutable content).
+Each is bounded by an estimate of the memory it holds, not only by its number of entries.
+("Cache" is kept for the dedupe holder index: `self.cache`.)
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 from ..cache import BlobCache
 from ..coalesce import Coalesced
@@ -18,33 +18,14 @@ from ..damage import DamageRegister
 from ..digests import Hasher
 from ..layout import BLOBS_DIR, INDEX_FILE, UPLOADS_DIR
 from ..locks import Locks
+from ..recent import Recent
 from ..storage import StorageDriver
 from .index import IndexStore
 from .upload_quota import UploadQuota
 
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class LRU(Generic[K, V]):
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._d: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        v = self._d.get(key)
-        if v is not None:
-            self._d.move_to_end(key)
-        return v
-
-    def put(self, key: K, value: V) -> None:
-        self._d[key] = value
-        self._d.move_to_end(key)
-        if len(self._d) > self.size:
-            self._d.popitem(last=False)
-
-    def pop(self, key: K) -> V | None:
-        return self._d.pop(key, None)
+# The parsed manifests' facts: compact (see manifest_doc), so this holds very many of them.
+MANIFEST_MEMO_BYTES = 32 << 20
+MANIFEST_MEMO_ENTRIES = 65536
 
 
 @dataclass
@@ -68,9 +49,9 @@ class Store:
         self.route = route
         self.index = IndexStore(driver, locks)
         self.damage = DamageRegister(driver)
-        self.upload_hashes: LRU[str, UploadHash] = LRU(4096)
+        self.upload_hashes: Recent[str, UploadHash] = Recent(4096)
+        self.manifest_meta: Recent[str, object] = Recent(MANIFEST_MEMO_ENTRIES, MANIFEST_MEMO_BYTES)
         self.upload_quota = UploadQuota(config.max_uploads_per_repository, config.max_uploads)
-        self.manifest_meta: LRU[str, object] = LRU(65536)
         self.repository_walk = Coalesced(self._walk_repositories)
 
     async def _walk_repositories(self) -> list[str]:

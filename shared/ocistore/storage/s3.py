@@ -36,6 +36,7 @@ from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import ErrorCode, RegistryError
+from ..wire import is_ascii_digits
 from .driver import FileInfo, FileWriter, PathNotFound, StorageDriver
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ DELETE_BATCH = 1000  # DeleteObjects' limit
 # segment objects `<key>.seg/<offset>`, one per append: no append ever copies what came
 # before, so a chunked upload costs O(bytes), and `move` concatenates once at the end.
 SEGMENTED = "ocistore-segmented"
-_SEGMENT = re.compile(r"\.seg/\d{20}$")
+_SEGMENT = re.compile(r"\.seg/[0-9]{20}\Z")
 # HeadObject answers a bare 404 (no body, so no code); moto does so for UploadPartCopy too.
 NOT_FOUND = frozenset({"NoSuchKey", "NoSuchUpload", "NotFound", "404"})
 # Classes whose objects are readable at once: an archived blob could not be served.
@@ -111,7 +112,7 @@ class S3Params:
         if "\0" in root or ".." in root.split("/") or "//" in root:
             raise ValueError(f"storageDriver: s3 parameter 'rootdirectory' is no safe key prefix: {root!r}")
         chunksize = given.get("chunksize", DEFAULT_CHUNK)
-        if isinstance(chunksize, str) and chunksize.strip().isdigit():
+        if isinstance(chunksize, str) and is_ascii_digits(chunksize.strip()):
             chunksize = int(chunksize)
         if isinstance(chunksize, bool) or not isinstance(chunksize, int) or not MIN_PART <= chunksize <= MAX_COPY:
             raise ValueError(f"storageDriver: s3 parameter 'chunksize' must be bytes in [{MIN_PART}, {MAX_COPY}]")
