@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from ocistore.storage import PathNotFound, StorageDriver
+from ocistore.storage import PathNotFound, StorageDriver, VersionChanged
 from tests.drivers.conftest import DriverFactory
 
 Body = Callable[[StorageDriver], Awaitable[None]]
@@ -35,6 +35,23 @@ def test_content_round_trip_and_replace(make_driver: DriverFactory) -> None:
         await d.put_content("r/a/file", b"two!")
         assert await d.get_content("r/a/file") == b"two!"
         assert (await d.stat("r/a/file")).size == 4
+        await d.delete("r")
+
+    run(make_driver, body)
+
+
+def test_a_fenced_replace_writes_only_over_the_version_read(make_driver: DriverFactory) -> None:
+    async def body(d: StorageDriver) -> None:
+        await d.replace_content("r/index.json", b"v1", None)
+        with pytest.raises(VersionChanged):
+            await d.replace_content("r/index.json", b"created twice", None)
+        v1 = await d.stat("r/index.json")
+        await d.replace_content("r/index.json", b"v2 by another writer", v1)
+        with pytest.raises(VersionChanged):
+            await d.replace_content("r/index.json", b"v2 over a stale read", v1)
+        assert await d.get_content("r/index.json") == b"v2 by another writer"
+        await d.replace_content("r/index.json", b"v3", await d.stat("r/index.json"))
+        assert await d.get_content("r/index.json") == b"v3"
         await d.delete("r")
 
     run(make_driver, body)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -23,7 +24,9 @@ from ..locks import Locks
 from ..mediatypes import REF_NAME
 from ..names import is_valid_tag
 from ..recent import Recent
-from ..storage import PathNotFound, StorageDriver
+from ..storage import FileInfo, PathNotFound, StorageDriver, VersionChanged
+
+log = logging.getLogger("ocistore.index")
 
 T = TypeVar("T")
 # Parsed indexes kept: bounded by count and by an estimate of their memory (parsed JSON
@@ -156,26 +159,30 @@ class IndexStore:
 
     async def read(self, repo: str) -> ImageIndex | None:
         """The current index of `repo`, or None when it is no repository."""
+        return (await self._read(repo))[0]
+
+    async def _read(self, repo: str) -> tuple[ImageIndex | None, FileInfo | None]:
+        """The index and the version of the file it was read from (for a fenced rewrite)."""
         path = index_path(repo)
         try:
             info = await self.driver.stat(path)
         except PathNotFound:
             self._recent.pop(repo)
-            return None
+            return None, None
         if info.size > MAX_INDEX_BYTES:
             raise RegistryError(ErrorCode.MANIFEST_INVALID, f"index.json of {repo}: {info.size} bytes, "
                                 f"more than the {MAX_INDEX_BYTES} allowed", message="repository index is corrupt")
         known = self._recent.get(repo)
         if known and known[0] == info.ident and known[1] == info.mtime and known[2] == info.size:
-            return known[3]
+            return known[3], info
         try:
             data = await self.driver.get_content(path)
         except PathNotFound:
-            return None
+            return None, None
         idx = await asyncio.to_thread(_parse, data, repo) if len(data) > _INLINE_PARSE else _parse(data, repo)
         if info.ident:
             self._remember(repo, (info.ident, info.mtime, info.size, idx))
-        return idx
+        return idx, info
 
     def _remember(self, repo: str, entry: tuple[str, float, int, ImageIndex]) -> None:
         self._recent.put(repo, entry, 1024 + entry[2] * INDEX_MEMORY_FACTOR)
@@ -215,7 +222,7 @@ class IndexStore:
 
     async def _apply(self, repo: str, batch: list[_Pending]) -> None:
         async with self.locks.hold(f"index:{repo}") as lease:
-            current = await self.read(repo)
+            current, version = await self._read(repo)
             created = current is None
             doc = dict(current.doc) if current else dict(EMPTY_INDEX)
             draft = Draft(current.manifests if current else [])
@@ -235,7 +242,14 @@ class IndexStore:
                 doc.setdefault("schemaVersion", 2)
                 written = ImageIndex.from_doc(doc)
                 data = _serialize(doc, written, current)
-                await self.driver.put_content(index_path(repo), data)
+                try:
+                    await self.driver.replace_content(index_path(repo), data, version)
+                except VersionChanged:
+                    # Someone wrote the index without holding its lock (a lease lost and taken
+                    # over): nothing of this batch is acknowledged; the clients retry.
+                    log.error("index.json of %s changed under its lock: batch refused", repo)
+                    raise RegistryError(ErrorCode.UNAVAILABLE, {"repository": repo}, headers={"Retry-After": "1"},
+                                        message="the repository's index changed during this write: retry") from None
                 info = await self.driver.stat(index_path(repo))
                 if info.ident:
                     self._remember(repo, (info.ident, info.mtime, info.size, written))

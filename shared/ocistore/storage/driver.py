@@ -18,6 +18,17 @@ class PathNotFound(FileNotFoundError):
     """The path does not exist in the store."""
 
 
+class VersionChanged(Exception):
+    """A fenced write found the file no longer the version its writer read."""
+
+
+def same_version(current: FileInfo | None, expected: FileInfo | None) -> bool:
+    """Whether a file is still the version once stat'ed (both None: still absent)."""
+    if current is None or expected is None:
+        return current is expected
+    return (current.ident, current.size, current.mtime) == (expected.ident, expected.size, expected.mtime)
+
+
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
@@ -72,6 +83,11 @@ class StorageDriver(ABC):
     @abstractmethod
     async def put_content(self, path: str, data: bytes) -> None:
         """Replace `path` atomically: readers see the old bytes or the new, never a mix."""
+
+    @abstractmethod
+    async def replace_content(self, path: str, data: bytes, expected: FileInfo | None) -> None:
+        """`put_content`, fenced: only while `path` is still the version `expected` (absent
+        when None), else VersionChanged and nothing is written."""
 
     @abstractmethod
     def read_stream(

@@ -16,7 +16,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator
 
-from .driver import FileInfo, FileWriter, PathNotFound, StorageDriver
+from .driver import FileInfo, FileWriter, PathNotFound, StorageDriver, VersionChanged, same_version
 
 CHUNK = 1 << 20
 INLINE_LIMIT = 256 << 10
@@ -101,6 +101,17 @@ class LocalDriver(StorageDriver):
             await asyncio.to_thread(self._put_sync, path, data)
         else:
             self._put_sync(path, data)
+
+    async def replace_content(self, path: str, data: bytes, expected: FileInfo | None) -> None:
+        """Callers hold the path's lock, a flock every writer of the store takes: the check then
+        stands until the rename, and fences out any writer that did not take it."""
+        try:
+            current: FileInfo | None = await self.stat(path)
+        except PathNotFound:
+            current = None
+        if not same_version(current, expected):
+            raise VersionChanged(path)
+        await self.put_content(path, data)
 
     def _put_sync(self, path: str, data: bytes) -> None:
         full = self.full(path)

@@ -37,7 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import ErrorCode, RegistryError
 from ..wire import is_ascii_digits
-from .driver import FileInfo, FileWriter, PathNotFound, StorageDriver
+from .driver import FileInfo, FileWriter, PathNotFound, StorageDriver, VersionChanged
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,11 @@ def _flag(given: Mapping[str, Any], key: str, default: bool) -> bool:
     return value
 
 
+# A conditional write that lost (412), or raced another one to the same key (409).
+_FENCE_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+_NO_CONDITIONS = frozenset({"NotImplemented"})
+
+
 class _Handled(Exception):
     """An S3 error code the caller asked to handle itself (not a failure worth a warning)."""
 
@@ -254,6 +259,7 @@ class S3Driver(StorageDriver):
         self.params = params
         self.bucket = params.bucket
         self._root = f"{params.rootdirectory}/" if params.rootdirectory else ""
+        self._unconditional = False  # the store refused a conditional write once
         self._class_args: dict[str, Any] = (
             {} if params.storageclass == "NONE" else {"StorageClass": params.storageclass})
         credentials = {
@@ -509,6 +515,26 @@ class S3Driver(StorageDriver):
 
     async def put_content(self, path: str, data: bytes) -> None:
         await self._call("PutObject", Key=self._key(path), Body=data, **self._class_args)
+
+    async def replace_content(self, path: str, data: bytes, expected: FileInfo | None) -> None:
+        """A conditional PutObject: If-Match the ETag read, or If-None-Match `*` to create.
+
+        A store that does not implement conditional writes (older S3-compatible servers) gets
+        a plain PutObject, logged once: writers are then fenced by their leases alone.
+        """
+        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": f'"{expected.ident}"'}
+        if not self._unconditional:
+            try:
+                await self._call("PutObject", None, _FENCE_CODES | _NO_CONDITIONS, Key=self._key(path), Body=data,
+                                 **condition, **self._class_args)
+                return
+            except _Handled as refused:
+                if refused.code in _FENCE_CODES:
+                    raise VersionChanged(path) from None
+                self._unconditional = True
+                log.warning("s3 bucket %s does not take conditional writes (%s): index.json writes are "
+                            "fenced by leases only", self.bucket, refused.code)
+        await self.put_content(path, data)
 
     async def read_stream(
         self, path: str, offset: int = 0, length: int | None = None
