@@ -197,6 +197,8 @@ async def link_existing(store: Store, repo: str, digest: Digest, source: str | N
                     return False
                 source = resolved[0]
             await _hold(store, source, target)
+            if not store.references:
+                await store.driver.touch(target)  # a new link keeps the inode's old age
         except PathNotFound:
             return False
         if store.cache is not None:
@@ -212,17 +214,34 @@ async def _hold(store: Store, original: str, target: str) -> None:
         await store.driver.link(original, target)
 
 
-async def delete_holder(store: Store, path: str) -> None:
-    """Delete a blob file without losing bytes another holder relies on.
+async def refresh(store: Store, digest: str, path: str) -> None:
+    """Renew a blob's age, under its digest's lock, for a client just told it exists (HEAD,
+    GET, mount): GC, which re-checks the age under the same lock, then leaves it for gcDelay."""
+    async with store.locks.hold(f"dedupe:{digest}"):
+        try:
+            await store.driver.touch(path)
+        except PathNotFound:
+            pass
 
+
+async def delete_holder(store: Store, path: str, older_than: float | None = None) -> bool:
+    """Delete a blob file without losing bytes another holder relies on; False when kept.
+
+    With `older_than` (GC), the file goes only if, under the digest's lock, it is still no
+    younger than that: a push, mount or HEAD that renewed it since GC looked keeps it.
     An original that others reference hands its bytes to the next holder first (the one
     the cache promotes), then goes.  PathNotFound when the file is not there.
     """
     digest = blob_digest(path)
-    if store.cache is None or digest is None:
+    if digest is None or (store.cache is None and older_than is None):
         await store.driver.delete(path)
-        return
+        return True
     async with store.locks.hold(f"dedupe:{digest}"):
+        if older_than is not None and (await store.driver.stat(path)).mtime > older_than:
+            return False
+        if store.cache is None:
+            await store.driver.delete(path)
+            return True
         if store.references and await store.cache.original(digest) == path:
             heirs = [h for h in await store.cache.holders(digest) if h != path]
             for heir in heirs:
@@ -233,6 +252,7 @@ async def delete_holder(store: Store, path: str) -> None:
                 await store.cache.remove(digest, heir)
         await store.cache.remove(digest, path)
         await store.driver.delete(path)
+    return True
 
 
 async def _drop(store: Store, path: str) -> None:

@@ -183,15 +183,23 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
     async def delete_doomed() -> None:
         for path in doomed:
             try:
-                await dedupe.delete_holder(store, path)
+                if not await dedupe.delete_holder(store, path, older_than=cutoff):
+                    kept.append(path)
             except PathNotFound:
                 pass
+        if kept:
+            log.info("gc: %s: %d blobs renewed since the sweep looked (pushed, mounted or asked for) kept",
+                     repo, len(kept))
+            renewed = {_digest_of_path(p, repo) for p in kept}
+            report.blobs = [d for d in report.blobs if d not in renewed]
+            report.emptied = False
         if report.emptied and not dry_run:
             await _remove_layout(store, repo)
 
     doomed: list[str] = []
+    kept: list[str] = []
     try:
-        await store.index.update(repo, sweep, after_write=delete_doomed)
+        await store.index.update(repo, sweep, after_write=delete_doomed, alone=True)
     except RegistryError as exc:
         # A corrupt index.json: nothing is known to be unreferenced, so nothing goes.
         report.error = str(exc.detail)

@@ -11,6 +11,7 @@ from .. import dedupe
 from ..digests import Digest
 from ..errors import ErrorCode, RegistryError
 from ..layout import blob_path
+from ..locks import LocksUnavailable
 from ..names import is_valid_name
 from ..storage import FileInfo, PathNotFound
 from .catalog import list_repositories
@@ -46,6 +47,13 @@ async def stat_blob(store: Store, repo: str, digest: Digest) -> BlobRef:
         _warn_damaged(repo, str(digest))
         raise RegistryError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)},
                             message="blob is damaged in storage: push it again to repair it")
+    if store.config.gc and info.mtime < time.time() - store.config.gc_delay / 2:
+        # Told it exists, a client may reference it next: renewed (rarely: only once half of
+        # gcDelay has passed), GC leaves it for at least half of gcDelay more.
+        try:
+            await dedupe.refresh(store, str(digest), path)
+        except LocksUnavailable:
+            pass  # pulls go on without the lock service; GC cannot run without it either
     return BlobRef(*resolved)
 
 

@@ -146,6 +146,7 @@ class _Pending:
     mutate: Mutation[Any]
     future: asyncio.Future[Any]
     after_write: Callable[[], Awaitable[None]] | None
+    alone: bool = False
 
 
 class IndexStore:
@@ -194,14 +195,16 @@ class IndexStore:
         return idx
 
     async def update(self, repo: str, mutate: Mutation[T],
-                     after_write: Callable[[], Awaitable[None]] | None = None) -> T:
+                     after_write: Callable[[], Awaitable[None]] | None = None, alone: bool = False) -> T:
         """Apply `mutate` to the repository's manifest list; it may raise to refuse.
 
         `after_write` runs once the new index is on disk, still under the lock: what must
         disappear only after the index stops listing it (GC's deletions) goes there.
+        Updates arriving together share one write, except one made `alone` (GC's sweep,
+        which must not decide what is unreferenced in a batch that also adds references).
         """
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(repo, []).append(_Pending(mutate, fut, after_write))
+        self._pending.setdefault(repo, []).append(_Pending(mutate, fut, after_write, alone))
         if repo not in self._writers:
             self._writers[repo] = asyncio.create_task(self._drain(repo))
         return await fut
@@ -211,12 +214,13 @@ class IndexStore:
             # One turn of the loop first, so updates arriving together share one write.
             await asyncio.sleep(0)
             while batch := self._pending.pop(repo, None):
-                try:
-                    await self._apply(repo, batch)
-                except Exception as exc:
-                    for item in batch:
-                        if not item.future.done():
-                            item.future.set_exception(exc)
+                for group in _groups(batch):
+                    try:
+                        await self._apply(repo, group)
+                    except Exception as exc:
+                        for item in group:
+                            if not item.future.done():
+                                item.future.set_exception(exc)
         finally:
             del self._writers[repo]
 
@@ -263,6 +267,17 @@ class IndexStore:
                 item.future.set_exception(error)
             else:
                 item.future.set_result(value)
+
+
+def _groups(batch: list[_Pending]) -> list[list[_Pending]]:
+    """Consecutive updates share a write; one made `alone` gets a write of its own."""
+    groups: list[list[_Pending]] = []
+    for item in batch:
+        if item.alone or not groups or groups[-1][0].alone:
+            groups.append([item])
+        else:
+            groups[-1].append(item)
+    return groups
 
 
 def _serialize(doc: dict[str, Any], written: ImageIndex, previous: ImageIndex | None) -> bytes:
