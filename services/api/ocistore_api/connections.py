@@ -42,7 +42,11 @@ from ocistore.config import HTTPConfig
 
 log = logging.getLogger("ocistore.http")
 
-LINGER_SECONDS = 2.0          # reading and dropping what a refused client still sends
+# After a refusal, what the client still sends is read and dropped until it pauses this
+# long (or at most LINGER_MAX), as nginx's lingering_close does: closing with unread bytes
+# would reset the connection, and the client would lose the answer.
+LINGER_IDLE = 1.0
+LINGER_MAX = 5.0
 FD_CAP = 1 << 20              # when the hard limit is unlimited
 MAX_AUTO_CONNECTIONS = 10_000
 
@@ -176,6 +180,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.requests = 0
         self.last_body = 0.0
         self.lingering = False
+        self.linger_start = self.linger_last = 0.0
         self.header_timer: asyncio.TimerHandle | None = None
         self.body_timer: asyncio.TimerHandle | None = None
         self.write_timer: asyncio.TimerHandle | None = None
@@ -203,6 +208,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         """uvicorn's data_received, feeding the parser at most the head bytes still allowed."""
         if self.lingering:
+            self.linger_last = self.loop.time()
             return
         self._unset_keepalive_if_required()
         view = memoryview(data)
@@ -347,9 +353,21 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.write(_refusal(status, reason, message))
         if self.transport.can_write_eof():
             self.transport.write_eof()
-            self.loop.call_later(LINGER_SECONDS, self.transport.close)
+            self.linger_start = self.linger_last = self.loop.time()
+            self.loop.call_later(LINGER_IDLE, self._linger_check)
         else:
             self.transport.close()
+
+    def _linger_check(self) -> None:
+        if self.transport.is_closing():
+            return
+        now = self.loop.time()
+        quiet = now - self.linger_last
+        if quiet >= LINGER_IDLE or now - self.linger_start >= LINGER_MAX:
+            self.transport.close()
+        else:
+            self.loop.call_later(min(LINGER_IDLE - quiet, LINGER_MAX - (now - self.linger_start)),
+                                 self._linger_check)
 
 
 def protocol_class(limits: Limits) -> type[GuardedProtocol]:
