@@ -237,14 +237,21 @@ class GuardedProtocol(HttpToolsProtocol):
             except httptools.HttpParserUpgrade:  # the server runs with ws="none": served as plain HTTP
                 self._unsupported_upgrade_warning()
                 return
+        # Timers only for a head or body that spans packets: a request that arrives whole
+        # (most of them) costs none.
+        if self.transport.is_closing() or self.lingering:
+            return
+        if self.in_head and self.head_bytes and self.header_timer is None:
+            self.header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timed_out)
+        if self.in_body and self.body_timer is None:
+            self.last_body = self.loop.time()
+            self.body_timer = self.loop.call_later(self.limits.body_idle_timeout, self._body_check)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.head_fields = 0
         if not self._serving():
             self.pool.set(self, READING)
-        if self.header_timer is None:
-            self.header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timed_out)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head_fields += 1
@@ -262,8 +269,6 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.requests >= self.limits.max_requests and self.cycle is not None:
             self.cycle.keep_alive = False
-        self.last_body = self.loop.time()
-        self.body_timer = self.loop.call_later(self.limits.body_idle_timeout, self._body_check)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
