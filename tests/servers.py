@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -67,16 +68,18 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 
 def write_config(workdir: Path, storage: dict[str, Any] | None,
                  extra: dict[str, Any] | None) -> tuple[Path, int, str, Path]:
-    """A zot-format config on a free loopback port, its store under `workdir/data`.
+    """A zot-format config on a free loopback port, its store under `workdir/data`; an `http`
+    object in `extra` adds keys to the address and port.
 
     Returns (root, port, url, config path)."""
     root, port = workdir / "data", free_port()
+    extra = dict(extra or {})
     config: dict[str, Any] = {
         "distSpecVersion": "1.1.0",
         "storage": {"rootDirectory": str(root), **(storage or {})},
-        "http": {"address": "127.0.0.1", "port": str(port)},
+        "http": {"address": "127.0.0.1", "port": str(port), **extra.pop("http", {})},
         "log": {"level": "info"},
-        **(extra or {}),
+        **extra,
     }
     path = workdir / "config.json"
     path.write_text(json.dumps(config, indent=2))
@@ -97,17 +100,23 @@ class OcistoreServer:
     """`ocistore serve CONFIG` as a child process, with its log kept for failures."""
 
     def __init__(self, workdir: Path, storage: dict[str, Any] | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, nofile: int | None = None) -> None:
         self.workdir = workdir
         self.root, self.port, self.url, self.config_path = write_config(workdir, storage, extra)
         self.log_path = workdir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.nofile = nofile  # RLIMIT_NOFILE (soft and hard) of the server process
+
+    def _limit(self) -> None:
+        if self.nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def start(self) -> OcistoreServer:
         logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(BIN / "ocistore"), "serve", str(self.config_path)],
             stdout=logf, stderr=subprocess.STDOUT, cwd=self.workdir,
+            preexec_fn=self._limit if self.nofile is not None else None,
         )
         logf.close()
         wait_http(f"{self.url}/v2/", self.proc)

@@ -34,6 +34,21 @@ def test_defaults_are_zots() -> None:
     assert (cfg.http.address, cfg.http.port) == ("127.0.0.1", 5000)
 
 
+def test_connection_limits_have_safe_defaults_and_zots_timeouts_map_to_them() -> None:
+    http = parse_config({"storage": {"rootDirectory": "/r"}}).http
+    assert (http.max_header_bytes, http.max_header_fields) == (65536, 100)
+    assert (http.header_timeout, http.body_idle_timeout, http.write_timeout) == (10, 60, 60)
+    assert (http.keep_alive_timeout, http.max_requests_per_connection, http.max_connections) == (30, 1000, None)
+    http = parse_config({"storage": {"rootDirectory": "/r"}, "http": {
+        "readTimeout": "20s", "bodyIdleTimeout": "2m", "WriteTimeout": "5s", "maxHeaderBytes": "8192",
+        "maxHeaderFields": 50, "keepAliveTimeout": "1s", "maxRequestsPerConnection": 10, "maxConnections": 100,
+    }}).http
+    # readTimeout bounds the head and the body gaps, unless those are set on their own.
+    assert (http.header_timeout, http.body_idle_timeout, http.write_timeout) == (20, 120, 5)
+    assert (http.max_header_bytes, http.max_header_fields, http.keep_alive_timeout) == (8192, 50, 1)
+    assert (http.max_requests_per_connection, http.max_connections) == (10, 100)
+
+
 def test_keys_match_case_insensitively_and_ports_may_be_strings() -> None:
     cfg = parse_config({"STORAGE": {"rootdirectory": "/r", "GCDELAY": "90s"}, "http": {"Port": "8080"}})
     assert cfg.storage.root_directory == "/r"
@@ -59,6 +74,11 @@ def test_durations_in_go_syntax(text: str, seconds: float) -> None:
         ({"storage": {"rootDirectory": "/r"}, "http": {"port": "eighty"}}, "'eighty'"),
         ({"storage": {"rootDirectory": "/r"}, "http": {"port": 70000}}, "http.port"),
         ({"storage": {"rootDirectory": "/r"}, "log": {"level": "loud"}}, "log.level"),
+        ({"storage": {"rootDirectory": "/r"}, "http": {"readTimeout": "0s"}}, "http.readTimeout"),
+        ({"storage": {"rootDirectory": "/r"}, "http": {"headerTimeout": 10}}, "http.headerTimeout"),
+        ({"storage": {"rootDirectory": "/r"}, "http": {"maxHeaderBytes": 10}}, "http.maxHeaderBytes"),
+        ({"storage": {"rootDirectory": "/r"}, "http": {"maxConnections": "²"}}, "http.maxConnections"),
+        ({"storage": {"rootDirectory": "/r"}, "http": {"maxHeaderFields": True}}, "http.maxHeaderFields"),
         ({"storage": {"rootDirectory": "/r"}, "htttp": {}}, "htttp"),
         ({"storage": {}}, "storage.rootDirectory"),
         ({"storage": {"rootDirectory": "/r"}, "http": {"auth": {"htpasswd": {}}}}, "http.auth"),

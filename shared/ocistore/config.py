@@ -46,8 +46,21 @@ class StorageConfig:
 
 @dataclass(frozen=True)
 class HTTPConfig:
+    """Where to listen, and the bounds every connection lives within (see the README's
+    "Connection limits"): a client that sends nothing, trickles, or sends a huge header
+    must not hold resources that other clients need."""
+
     address: str = "127.0.0.1"
     port: int = 5000
+    max_header_bytes: int = 64 * 1024        # request line and headers together -> 431
+    max_header_fields: int = 100             # header lines -> 431
+    header_timeout: float = 10.0             # first byte of a request (or accept) to end of its headers
+    body_idle_timeout: float = 60.0          # longest gap between body bytes
+    write_timeout: float = 60.0              # longest stall of a response the client does not read
+    keep_alive_timeout: float = 30.0         # idle time between requests on one connection
+    max_requests_per_connection: int = 1000
+    # None: half the file-descriptor limit (raised to its hard limit at start), at most 10,000.
+    max_connections: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +123,25 @@ def _port(v: Any) -> int:
         if 0 <= port <= 65535:
             return port
     raise ValueError("expected a port number from 0 to 65535")
+
+
+def _positive_duration(v: Any) -> float:
+    seconds = _duration(v)
+    if seconds > 0:
+        return seconds
+    raise ValueError("expected a duration above zero, such as 10s")
+
+
+def _count(low: int, high: int) -> Callable[[Any], int]:
+    """An integer within [low, high], given as a number or a string of ASCII digits."""
+    def parse(v: Any) -> int:
+        if not isinstance(v, bool) and (isinstance(v, int) or (
+                isinstance(v, str) and v.isascii() and v.isdigit() and len(v) <= 12)):
+            n = int(v)
+            if low <= n <= high:
+                return n
+        raise ValueError(f"expected a whole number from {low} to {high}")
+    return parse
 
 
 def _level(v: Any) -> str:
@@ -175,7 +207,22 @@ _STORAGE_KEYS: Schema = {
     "maxuploadsperrepository": ("max_uploads_per_repository", _count),
     "uploadidletimeout": ("upload_idle_timeout", _duration),
 }
-_HTTP_KEYS: Schema = {"address": ("address", _str), "port": ("port", _port)}
+_HTTP_KEYS: Schema = {
+    "address": ("address", _str),
+    "port": ("port", _port),
+    # zot's names.  Go applies them to a whole request or response; ocistore applies them to
+    # inactivity, so a multi-GiB layer on a slow link is never cut while bytes still flow.
+    "readtimeout": ("read_timeout", _positive_duration),
+    "writetimeout": ("write_timeout", _positive_duration),
+    # ocistore's own.
+    "maxheaderbytes": ("max_header_bytes", _count(1024, 16 << 20)),
+    "maxheaderfields": ("max_header_fields", _count(8, 10_000)),
+    "headertimeout": ("header_timeout", _positive_duration),
+    "bodyidletimeout": ("body_idle_timeout", _positive_duration),
+    "keepalivetimeout": ("keep_alive_timeout", _positive_duration),
+    "maxrequestsperconnection": ("max_requests_per_connection", _count(1, 1 << 31)),
+    "maxconnections": ("max_connections", _count(1, 1 << 20)),
+}
 _LOG_KEYS: Schema = {"level": ("level", _level), "output": ("output", _str)}
 _SCRUB_KEYS: Schema = {"enable": ("enable", _bool), "interval": ("interval", _duration)}
 
@@ -292,7 +339,7 @@ def parse_config(raw: Any) -> Config:
         elif lk == "storage":
             values["storage"] = _storage(value, "storage")
         elif lk == "http":
-            values["http"] = HTTPConfig(**_walk(value, _HTTP_KEYS, "http"))
+            values["http"] = _http(value)
         elif lk == "log":
             values["log"] = LogConfig(**_walk(value, _LOG_KEYS, "log"))
         elif lk == "extensions":
@@ -307,6 +354,17 @@ def parse_config(raw: Any) -> Config:
     if env_url:
         values["redis_url"] = _redis_url(env_url, REDIS_URL_ENV)
     return Config(**values)
+
+
+def _http(raw: Any) -> HTTPConfig:
+    values = _walk(raw, _HTTP_KEYS, "http")
+    # zot's readTimeout bounds reading a request: here the header and the body gaps, unless
+    # those have a value of their own.
+    read = values.pop("read_timeout", None)
+    if read is not None:
+        values.setdefault("header_timeout", read)
+        values.setdefault("body_idle_timeout", read)
+    return HTTPConfig(**values)
 
 
 def _redis_url(value: Any, where: str = "redis") -> str:
