@@ -135,6 +135,6 @@ def test_upload_session_bounds_are_read_and_checked() -> None:
     defaults = parse_config({"storage": {"rootDirectory": "/r"}}).storage
     assert (defaults.max_uploads, defaults.max_uploads_per_repository, defaults.upload_idle_timeout) == \
         (10000, 1000, 900)
-    for bad in (0, -1, "5", True):
+    for bad in (0, -1, "five", True, 1 << 40):
         with pytest.raises(ConfigError, match="maxUploads"):
             parse_config({"storage": {"rootDirectory": "/r", "maxUploads": bad}})

@@ -109,12 +109,6 @@ def _duration(v: Any) -> float:
     raise ValueError("expected a duration string such as 90s, 30m, 1h or 24h")
 
 
-def _count(v: Any) -> int:
-    if isinstance(v, int) and not isinstance(v, bool) and v > 0:
-        return v
-    raise ValueError("expected a whole number above 0")
-
-
 def _port(v: Any) -> int:
     if isinstance(v, bool):
         raise ValueError("expected a port number")
@@ -203,8 +197,8 @@ _STORAGE_KEYS: Schema = {
     "remotecache": ("remote_cache", _bool),
     "cachedriver": ("cache_driver", _cache_driver),
     "storagedriver": ("storage_driver", _storage_driver),
-    "maxuploads": ("max_uploads", _count),
-    "maxuploadsperrepository": ("max_uploads_per_repository", _count),
+    "maxuploads": ("max_uploads", _count(1, 1 << 31)),
+    "maxuploadsperrepository": ("max_uploads_per_repository", _count(1, 1 << 31)),
     "uploadidletimeout": ("upload_idle_timeout", _duration),
 }
 _HTTP_KEYS: Schema = {
