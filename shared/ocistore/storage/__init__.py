@@ -1,5 +1,23 @@
 """Storage drivers: byte-level access to one store's root, nothing OCI-specific."""
 
-from .driver import FileInfo, FileWriter, PathNotFound, StorageDriver, VersionChanged, is_storage_full
+from .driver import (
+    TEMP_MARK,
+    FileInfo,
+    FileWriter,
+    PathNotFound,
+    StorageDriver,
+    VersionChanged,
+    is_storage_full,
+    is_temporary,
+)
 
-__all__ = ["FileInfo", "FileWriter", "PathNotFound", "StorageDriver", "VersionChanged", "is_storage_full"]
+__all__ = [
+    "TEMP_MARK",
+    "FileInfo",
+    "FileWriter",
+    "PathNotFound",
+    "StorageDriver",
+    "VersionChanged",
+    "is_storage_full",
+    "is_temporary",
+]

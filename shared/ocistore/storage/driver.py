@@ -18,6 +18,15 @@ class PathNotFound(FileNotFoundError):
     """The path does not exist in the store."""
 
 
+# What a driver writes next to a file before renaming it into place (`<name>.tmp-<hex>`); one
+# a killed process left behind is collected by GC and reported by scrub.
+TEMP_MARK = ".tmp-"
+
+
+def is_temporary(path: str) -> bool:
+    return TEMP_MARK in path.rsplit("/", 1)[-1]
+
+
 class VersionChanged(Exception):
     """A fenced write found the file no longer the version its writer read."""
 

@@ -16,7 +16,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator
 
-from .driver import FileInfo, FileWriter, PathNotFound, StorageDriver, VersionChanged, same_version
+from .driver import TEMP_MARK, FileInfo, FileWriter, PathNotFound, StorageDriver, VersionChanged, same_version
 
 CHUNK = 1 << 20
 INLINE_LIMIT = 256 << 10
@@ -116,7 +116,7 @@ class LocalDriver(StorageDriver):
     def _put_sync(self, path: str, data: bytes) -> None:
         full = self.full(path)
         directory = os.path.dirname(full)
-        tmp = f"{full}.tmp-{uuid.uuid4().hex}"
+        tmp = f"{full}{TEMP_MARK}{uuid.uuid4().hex}"
         try:
             f = open(tmp, "wb")
         except FileNotFoundError:
@@ -227,7 +227,7 @@ class LocalDriver(StorageDriver):
     async def link(self, src: str, dst: str) -> None:
         full_src, full_dst = self.full(src), self.full(dst)
         os.makedirs(os.path.dirname(full_dst), exist_ok=True)
-        tmp = f"{full_dst}.tmp-{uuid.uuid4().hex}"
+        tmp = f"{full_dst}{TEMP_MARK}{uuid.uuid4().hex}"
         try:
             os.link(full_src, tmp)
         except FileNotFoundError:
