@@ -11,7 +11,7 @@ APT_NEED := scripts/apt-need
 # Debian packages, split by the target that needs them.  Each list holds only what that
 # target uses beyond a stock system with python3, make and curl.
 #   make run:   building .venv (Debian's python3 has no ensurepip without python3-venv).
-#               Every Python dependency installs from a binary wheel, so no compiler.
+#               No Python dependency needs compiling (wheels), so no compiler either.
 RUN_APT := python3-venv
 RUN_WHY := python3 -m venv needs ensurepip, which Debian ships in python3-venv
 #   make test:  what the tests start or call: redis-server (Redis cache, scaled topology),
