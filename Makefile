@@ -1,15 +1,34 @@
-# One-stop entry points.  Each target installs what it needs on a fresh Debian/Ubuntu
-# machine (apt packages when missing, then the venv), so nothing is done by hand.
+# One-stop entry points.  Each target installs what it needs on a fresh Debian 12 or Ubuntu
+# 24.04 machine (the Debian packages that are missing, through scripts/apt-need, then the
+# venv), so nothing is done by hand.  `make fresh-check` proves it on a new Debian 12 root.
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := skopeo docker-registry redis-server umoci openssl
 CONFIG ?=
+APT_NEED := scripts/apt-need
 
-.PHONY: install run test bench lint apt
+# Debian packages, split by the target that needs them.  Each list holds only what that
+# target uses beyond a stock system with python3, make and curl.
+#   make run:   building .venv (Debian's python3 has no ensurepip without python3-venv).
+#               No Python dependency needs compiling (wheels), so no compiler either.
+RUN_APT := python3-venv
+RUN_WHY := python3 -m venv needs ensurepip, which Debian ships in python3-venv
+#   make test:  what the tests start or call: redis-server (Redis cache, scaled topology),
+#               skopeo and umoci (the end-to-end suite builds and copies images with them).
+#               moto, the S3 the tests talk to, is a Python dependency (pyproject.toml).
+TEST_APT := $(RUN_APT) redis-server skopeo umoci
+TEST_WHY := the tests run redis-server, skopeo and umoci; .venv needs python3-venv
+#   make bench: the peer registry and the raw sha256 baseline.
+BENCH_APT := $(TEST_APT) docker-registry openssl
+BENCH_WHY := the benchmark compares against docker-registry and openssl's sha256 speed
+
+.PHONY: install run test bench lint apt-test apt-bench fresh-check
 
 $(BIN)/ocistore: pyproject.toml
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "ocistore needs Python >= 3.11; $(PY) is $$($(PY) -V 2>&1)" >&2; exit 1; }
+	@$(APT_NEED) "make install" "$(RUN_WHY)" $(RUN_APT)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -17,25 +36,27 @@ $(BIN)/ocistore: pyproject.toml
 
 install: $(BIN)/ocistore
 
-apt:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing apt packages:$$missing"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
-	fi
+apt-test:
+	@$(APT_NEED) "make test" "$(TEST_WHY)" $(TEST_APT)
+
+apt-bench:
+	@$(APT_NEED) "make bench" "$(BENCH_WHY)" $(BENCH_APT)
 
 run: install
 	$(BIN)/ocistore serve $(CONFIG)
 
-test: apt install
+test: apt-test install
 	$(BIN)/ruff check shared services tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-bench: apt install
+bench: apt-bench install
 	$(BIN)/python bench/bench.py
 
 lint: install
 	$(BIN)/ruff check shared services tests bench
 	$(BIN)/mypy
+
+# Slow (a new Debian root, then make run and make test inside it): not part of make test.
+fresh-check:
+	scripts/fresh-check
