@@ -1,6 +1,7 @@
 """GC against pushes, deterministically, in process: GC never deletes a blob a client was
 told exists (a HEAD, mount or re-push since GC looked renews it, and GC re-checks under the
-digest's lock), and GC's sweep never shares an index write with a PUT."""
+digest's lock), GC's sweep never shares an index write with a PUT, and what a killed
+writer left behind is reported and collected, never what a live one is writing."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ from ocistore.registry.blobs import stat_blob
 from ocistore.registry.index import Draft
 from ocistore.registry.store import Store
 from ocistore.registry.tags import put_tags
+from ocistore.scrub import ScrubReport, scrub_repository
 from ocistore.storage.local import LocalDriver
-from tests.test_scrub import blob_file, push_blob, run
+from tests.test_scrub import blob_file, push_blob, push_manifest, run
 
 REPO = "gc/race"
 GC_DELAY = 60.0
@@ -105,3 +107,27 @@ def test_gc_and_a_put_arriving_together_never_share_a_write(tmp_path: Path, gc_f
     if run(scenario()):
         for d in (config, layer):
             assert blob_file(tmp_path, REPO, d["digest"]).exists(), "an acknowledged manifest lost a blob"
+
+
+def test_temporaries_a_killed_writer_left_are_reported_by_scrub_and_collected_by_gc(tmp_path: Path) -> None:
+    store = make_store(tmp_path, True)
+    layer = run(push_blob(store, REPO, os.urandom(100)))
+    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": layer, "layers": []}).encode()
+    run(push_manifest(store, REPO, "v1", json.loads(body)))
+    repo_dir = tmp_path / REPO
+    old = [repo_dir / "index.json.tmp-0123abcd", repo_dir / "blobs" / "sha256" / f"{'b' * 64}.tmp-4567"]
+    fresh = repo_dir / "index.json.tmp-89ef"  # a write in progress: never touched
+    for f in (*old, fresh):
+        f.write_bytes(b"partial")
+    for f in old:
+        age(f, 2 * GC_DELAY)
+
+    report = ScrubReport()
+    run(scrub_repository(store, REPO, report))
+    stray = {k[1] for k in report.findings if k[2] == "stray_temporary_file"}
+    assert stray == {"index.json.tmp-0123abcd", f"blobs/sha256/{'b' * 64}.tmp-4567"}
+
+    collected = run(collect_repository(store, REPO))
+    assert sorted(collected.temporaries) == sorted(stray)
+    assert not any(f.exists() for f in old) and fresh.exists()
+    assert blob_file(tmp_path, REPO, layer["digest"]).exists()

@@ -51,10 +51,12 @@ class GCReport:
     unreadable: list[str] = field(default_factory=list)
     # Why the repository could not be collected at all (a corrupt index.json), if so.
     error: str | None = None
+    # What a killed writer left beside index.json or in blobs/ (`*.tmp-*`), older than gcDelay.
+    temporaries: list[str] = field(default_factory=list)
 
     @property
     def removed(self) -> int:
-        return len(self.manifests) + len(self.blobs) + len(self.uploads)
+        return len(self.manifests) + len(self.blobs) + len(self.uploads) + len(self.temporaries)
 
 
 def _digest_of_path(path: str, repo: str) -> str | None:
@@ -128,10 +130,16 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
     async def sweep(draft: Draft) -> None:
         manifests = draft.items
         files = {}
+        strays = await store.stray_temporaries(repo, cutoff)
         async for f in store.driver.walk(f"{repo}/{BLOBS_DIR}"):
             digest = _digest_of_path(f.path, repo)
             if digest is not None:
                 files[digest] = f
+        report.temporaries = sorted(f.path[len(repo) + 1:] for f in strays)
+        report.bytes_freed += sum(f.size for f in strays)
+        if not dry_run:
+            for f in strays:
+                await _delete_quietly(store, f.path)
         listed = {d["digest"] for d in manifests}
         loaded = _Manifests(store, repo)
         for d in sorted(listed & files.keys()):
@@ -163,7 +171,7 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
         ]
         report.blobs = sorted(_digest_of_path(f.path, repo) or f.path for f in doomed_files
                               if _digest_of_path(f.path, repo) not in doomed_manifests)
-        report.bytes_freed = sum(f.size for f in doomed_files)
+        report.bytes_freed += sum(f.size for f in doomed_files)
         sessions, stale = 0, 0
         async for session in uploads.sessions(store, repo):
             sessions += 1

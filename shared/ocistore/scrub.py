@@ -54,6 +54,7 @@ class Problem(StrEnum):
     SIZE_MISMATCH = "size_mismatch"  # the file's size differs from its descriptor's
     UNREADABLE_BLOB = "unreadable_blob"  # the driver failed reading the file (an I/O error)
     UNREADABLE_MANIFEST = "unreadable_manifest"  # a listed manifest does not parse
+    STRAY_TEMPORARY = "stray_temporary_file"  # a killed writer's `*.tmp-*`, older than gcDelay (GC's to collect)
     CORRUPT_INDEX = "corrupt_index"  # index.json is missing, not JSON, or lists a bad descriptor
 
 
@@ -356,6 +357,9 @@ class _RepositoryScrub:
         self.found.extend(found)
 
     async def check_blobs(self) -> None:
+        for stray in await self.store.stray_temporaries(self.repo, time.time() - self.store.config.gc_delay):
+            self._flag(stray.path[len(self.repo) + 1:], Problem.STRAY_TEMPORARY,
+                       f"{stray.size} bytes left by an interrupted write; GC removes it")
         top = f"{self.repo}/{BLOBS_DIR}"
         async for info in self.store.driver.walk(top):
             digest = _digest_named(info.path, top)

@@ -89,7 +89,8 @@ async def _gc(registry: Registry, repo: str | None, dry_run: bool) -> None:
                 progress.print(f"{report.repo}: not collected: {report.error}")
             for digest in report.unreadable:
                 progress.print(f"{report.repo}: manifest {digest} does not parse: nothing collected")
-            for kind, items in (("manifest", report.manifests), ("blob", report.blobs), ("upload", report.uploads)):
+            for kind, items in (("manifest", report.manifests), ("blob", report.blobs), ("upload", report.uploads),
+                                ("temporary file", report.temporaries)):
                 for item in items:
                     progress.print(f"{report.repo}: {verb} {kind} {item}")
         progress.done()

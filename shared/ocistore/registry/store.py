@@ -19,7 +19,7 @@ from ..digests import Hasher
 from ..layout import BLOBS_DIR, INDEX_FILE, UPLOADS_DIR
 from ..locks import Locks
 from ..recent import Recent
-from ..storage import StorageDriver
+from ..storage import FileInfo, PathNotFound, StorageDriver, is_temporary
 from .index import IndexStore
 from .upload_quota import UploadQuota
 
@@ -63,3 +63,29 @@ class Store:
         sessions of names that never received a manifest (GC's to clear)."""
         markers = frozenset({INDEX_FILE, f"{BLOBS_DIR}/", f"{UPLOADS_DIR}/"})
         return await self.driver.dirs_containing(markers, frozenset({BLOBS_DIR}))
+
+    async def stray_temporaries(self, repo: str, older_than: float) -> list[FileInfo]:
+        """Temp files a killed writer left beside the repository's index.json or in its
+        `blobs/<alg>/`, older than `older_than`: GC collects them, scrub reports them."""
+        strays: list[FileInfo] = []
+        dirs = [repo]
+        try:
+            dirs += [f"{repo}/{BLOBS_DIR}/{a.rstrip('/')}" for a in await self.driver.list(f"{repo}/{BLOBS_DIR}")
+                     if a.endswith("/")]
+        except PathNotFound:
+            pass
+        for directory in dirs:
+            try:
+                names = await self.driver.list(directory)
+            except PathNotFound:
+                continue
+            for name in names:
+                if name.endswith("/") or not is_temporary(name):
+                    continue
+                try:
+                    info = await self.driver.stat(f"{directory}/{name}")
+                except PathNotFound:
+                    continue
+                if info.mtime <= older_than:
+                    strays.append(info)
+        return strays
