@@ -4,11 +4,32 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 from .config import Config
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
            "error": logging.ERROR, "fatal": logging.CRITICAL, "panic": logging.CRITICAL}
+
+
+class OncePerOutage(logging.Filter):
+    """Dramatiq's consumers log a connection error every few seconds while Redis is down, on
+    every queue: the first gets through, then one a `quiet` interval, so an outage is one
+    line in the log rather than thousands."""
+
+    def __init__(self, quiet: float = 300.0) -> None:
+        super().__init__()
+        self.quiet = quiet
+        self._last = float("-inf")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("dramatiq") or "connection error" not in record.getMessage():
+            return True
+        now = time.monotonic()
+        if now - self._last < self.quiet:
+            return False
+        self._last = now
+        return True
 
 
 def setup_logging(config: Config) -> None:
@@ -19,3 +40,4 @@ def setup_logging(config: Config) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Dramatiq logs every worker thread's start at INFO; keep it for debugging only.
     logging.getLogger("dramatiq").setLevel(max(logging.WARNING, _LEVELS[config.log.level]))
+    handler.addFilter(OncePerOutage())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from typing import Any
 
 import dramatiq
@@ -54,6 +55,30 @@ def enqueue(broker: dramatiq.Broker, actor: ActorRef, *args: Any, delay_seconds:
         queue_name=actor.queue.value, actor_name=actor.name, args=args, kwargs={}, options={}
     )
     broker.enqueue(message, delay=int(delay_seconds * 1000) if delay_seconds is not None else None)
+
+
+def enqueue_eventually(broker: dramatiq.Broker, actor: ActorRef, *args: Any) -> None:
+    """Enqueue now, or, with the broker unreachable (Redis down at start-up), from a background
+    thread that keeps trying: a process starts and serves without its broker."""
+    try:
+        enqueue(broker, actor, *args)
+        return
+    except Exception as exc:
+        log.warning("cannot enqueue %s yet (%s): retrying in the background", actor.name, exc)
+
+    def retry() -> None:
+        pause = 1.0
+        while True:
+            time.sleep(pause)
+            try:
+                enqueue(broker, actor, *args)
+            except Exception:
+                pause = min(pause * 2, 30.0)
+                continue
+            log.info("enqueued %s once the broker was reachable", actor.name)
+            return
+
+    threading.Thread(target=retry, name=f"enqueue-{actor.name}", daemon=True).start()
 
 
 class EventEmitter:

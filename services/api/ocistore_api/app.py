@@ -118,14 +118,20 @@ def create_app(registry: Registry, emitter: EventEmitter) -> FastAPI:
     async def livez(request: Request) -> Response:
         return json_response({"status": "ok"})
 
-    async def readyz(request: Request) -> Response:
-        storage = {store.route or "/": await _storage_ok(store) for store in registry.stores.values()}
-        body: dict[str, object] = {"storage": storage}
+    async def dependencies() -> dict[str, bool]:
+        """Whether each shared dependency answers: every store's storage, and Redis if configured."""
+        found = {f"storage:{store.route or '/'}": await _storage_ok(store) for store in registry.stores.values()}
         redis_ok = await asyncio.to_thread(emitter.redis_ok)
         if redis_ok is not None:
-            body["redis"] = redis_ok
-        ok = all(storage.values()) and redis_ok is not False
-        return json_response({"status": "ok" if ok else "failing", **body}, 200 if ok else 503)
+            found["redis"] = redis_ok
+        return found
+
+    async def readyz(request: Request) -> Response:
+        """200 whenever this replica can answer: what it depends on is shared by every replica, so
+        a dependency down would take them all out of the load balancer at once.  It is reported in
+        the body (and in `ocistore_dependency_up`), for monitoring to page on."""
+        found = await dependencies()
+        return json_response({"status": "ok" if all(found.values()) else "degraded", "dependencies": found})
 
     async def metrics(request: Request) -> Response:
         text = (
@@ -133,6 +139,9 @@ def create_app(registry: Registry, emitter: EventEmitter) -> FastAPI:
             f"ocistore_events_sent_total {emitter.sent}\n"
             "# TYPE ocistore_events_lost_total counter\n"
             f"ocistore_events_lost_total {emitter.lost}\n"
+            "# TYPE ocistore_dependency_up gauge\n"
+            + "".join(f'ocistore_dependency_up{{dependency="{name}"}} {int(up)}\n'
+                      for name, up in (await dependencies()).items())
             + metrics_text(await load_report(registry.default))
         )
         return Response(text, media_type="text/plain; version=0.0.4")

@@ -23,7 +23,7 @@ from ocistore.events import DEDUPE_RECONCILE, GC_REPOSITORY, GC_SWEEP
 from ocistore.gc import GCReport, collect_repository, collect_store
 from ocistore.layout import blob_path
 from ocistore.locks import locks_for
-from ocistore.messaging import enqueue
+from ocistore.messaging import enqueue, enqueue_eventually
 from ocistore.registry import Registry, Store
 from ocistore.workers import Ticker
 
@@ -128,4 +128,4 @@ def schedule_reconcile(config: Config, broker: dramatiq.Broker) -> None:
         return await locks_for(config).try_claim("dedupe:reconcile", 60)
 
     if asyncio.run(claim()):
-        enqueue(broker, DEDUPE_RECONCILE)
+        enqueue_eventually(broker, DEDUPE_RECONCILE)
