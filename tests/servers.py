@@ -147,6 +147,27 @@ def repo_path(config_path: Path, repo: str) -> Path:
     return Path((sub or storage)["rootDirectory"]) / repo
 
 
+def stored_files(config_path: Path, repo: str) -> list[str]:
+    """Every file the store holds under `repo/` (the whole store for ""), as paths relative to
+    it, read from wherever the
+    config keeps them (the local root, or the S3 bucket): an on-disk check that looked at the
+    unused local root of an S3 deployment would pass whatever the server did."""
+    storage = json.loads(config_path.read_text())["storage"]
+    cfg = storage.get("subPaths", {}).get("/" + repo.split("/", 1)[0]) or storage
+    driver = {k.lower(): v for k, v in (cfg.get("storageDriver") or {}).items()}
+    if driver.get("name") != "s3":
+        top = Path(cfg["rootDirectory"]) / repo
+        return sorted(str(p.relative_to(top)) for p in top.rglob("*") if p.is_file()) if top.exists() else []
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=driver["regionendpoint"], region_name=driver["region"],
+                          aws_access_key_id=driver["accesskey"], aws_secret_access_key=driver["secretkey"])
+    prefix = "/".join(p for p in (driver.get("rootdirectory", "").strip("/"), repo) if p)
+    prefix = f"{prefix}/" if prefix else ""
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=driver["bucket"], Prefix=prefix)
+    return sorted(o["Key"][len(prefix):] for page in pages for o in page.get("Contents", []))
+
+
 def blob_file(root: Path, repo: str, digest: str) -> Path:
     """Where a blob of `repo` lives under the store `root`."""
     algorithm, encoded = digest.split(":", 1)

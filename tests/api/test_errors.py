@@ -29,7 +29,7 @@ from tests.api.helpers import (
     patch_chunk,
     raw_request,
 )
-from tests.servers import OcistoreServer
+from tests.servers import OcistoreServer, stored_files
 
 BAD_NAMES = {
     "uppercase": "test/Upper",
@@ -106,6 +106,8 @@ def test_path_tricks_write_nothing_outside_the_store(client: httpx.Client, regis
             assert_error(name_request(registry.url, name, endpoint, stored), 400, "NAME_INVALID")
     base = registry.root.parent.parent
     assert [str(p) for p in base.rglob(f"*{marker}*")] == []
+    for top in ("", "test"):  # the whole default store, and the suite's (S3 in some modes)
+        assert [f for f in stored_files(registry.config_path, top) if marker in f] == []
     assert_intact(client, stored)
 
 

@@ -6,12 +6,11 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 
 from tests.api.helpers import Stored, assert_intact, digest_of, open_session, path_of
-from tests.servers import OcistoreServer
+from tests.servers import OcistoreServer, stored_files
 
 
 def send_half(registry: OcistoreServer, method: str, path: str, declared: int, sent: bytes) -> None:
@@ -20,7 +19,12 @@ def send_half(registry: OcistoreServer, method: str, path: str, declared: int, s
         head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {declared}\r\n"
                 "Content-Type: application/octet-stream\r\n\r\n")
         sock.sendall(head.encode() + sent)
-        time.sleep(0.3)
+        # End the body early, then wait for the server to close its side: by then it has
+        # handled the hang-up, so what the test looks at next is what the hang-up left.
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(30)
+        while sock.recv(65536):
+            pass
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -32,9 +36,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-def leftover_uploads(registry: OcistoreServer, repo: str) -> list[Path]:
-    uploads = registry.repo_path(repo) / ".uploads"
-    return [p for p in uploads.iterdir()] if uploads.exists() else []
+def leftover_uploads(registry: OcistoreServer, repo: str) -> list[str]:
+    return [f for f in stored_files(registry.config_path, repo) if f.startswith(".uploads/")]
 
 
 def test_monolithic_push_cut_short_leaves_no_blob_and_no_file(
