@@ -170,6 +170,10 @@ def test_a_full_disk_is_a_507_in_the_envelope_and_loses_nothing_stored(tmp_path:
             assert client.get(f"/v2/full/app/blobs/{kept}").content == small
             assert client.get("/v2/full/app/manifests/v1").content == image.manifest
             assert client.get("/v2/full/app/tags/list").json()["tags"] == ["v1"]
+            # Space can still be freed through the API: deleting a tag rewrites the index.
+            assert client.delete("/v2/full/app/manifests/v1").status_code == 202
+            assert client.get("/v2/full/app/tags/list").json()["tags"] == []
+            assert client.get(f"/v2/full/app/manifests/{image.digest}").content == image.manifest
             filler.unlink()
             push_manifest(client, "full/app", "v2", other.manifest, other.media_type)
     finally:

@@ -16,7 +16,17 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator
 
-from .driver import TEMP_MARK, FileInfo, FileWriter, PathNotFound, StorageDriver, VersionChanged, same_version
+from .driver import (
+    TEMP_MARK,
+    FileInfo,
+    FileWriter,
+    PathNotFound,
+    StorageDriver,
+    VersionChanged,
+    is_storage_full,
+    same_version,
+)
+from .reserve import SpaceReserve
 
 CHUNK = 1 << 20
 INLINE_LIMIT = 256 << 10
@@ -81,6 +91,7 @@ class LocalDriver(StorageDriver):
         self.commit = commit
         os.makedirs(self.root, exist_ok=True)
         self.supports_links = _probe_links(self.root)
+        self.reserve = SpaceReserve(self.root)
 
     def full(self, path: str) -> str:
         """The OS path of a key; refuses anything that could step outside the root."""
@@ -111,7 +122,15 @@ class LocalDriver(StorageDriver):
             current = None
         if not same_version(current, expected):
             raise VersionChanged(path)
-        await self.put_content(path, data)
+        try:
+            await self.put_content(path, data)
+        except OSError as exc:
+            # An index rewrite is how tags and manifests are deleted: on a full disk it may
+            # spend the reserve, so space can still be freed through the API.
+            if not is_storage_full(exc) or not self.reserve.release():
+                raise
+            await self.put_content(path, data)
+        self.reserve.ensure()
 
     def _put_sync(self, path: str, data: bytes) -> None:
         full = self.full(path)
