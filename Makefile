@@ -48,6 +48,7 @@ run: install
 test: apt-test install
 	$(BIN)/ruff check shared services tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 bench: apt-bench install
@@ -56,6 +57,7 @@ bench: apt-bench install
 lint: install
 	$(BIN)/ruff check shared services tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Slow (a new Debian root, then make run and make test inside it): not part of make test.
 fresh-check:
