@@ -32,3 +32,26 @@ def test_original_holders_and_promotion(cache_storage: dict[str, Any], tmp_path:
             await cache.close()
 
     asyncio.run(scenario())
+
+
+def test_the_original_is_the_first_holder_whatever_the_clocks(cache_storage: dict[str, Any], tmp_path: Path) -> None:
+    """Two replicas whose clocks disagree add holders: the order they were added in
+    decides the original, never a timestamp either replica wrote (patched clocks here)."""
+    import time
+    from unittest import mock
+
+    async def scenario() -> None:
+        cache = open_cache(cache_storage.get("cacheDriver"), str(tmp_path))
+        try:
+            with mock.patch.object(time, "time", return_value=2_000_000_000.0):  # a replica years ahead
+                await cache.add(D, "ahead/blobs/sha256/x")
+            with mock.patch.object(time, "time", return_value=1_000_000_000.0):  # one years behind
+                await cache.add(D, "behind/blobs/sha256/x")
+            assert await cache.original(D) == "ahead/blobs/sha256/x"
+            assert await cache.holders(D) == ["ahead/blobs/sha256/x", "behind/blobs/sha256/x"]
+            await cache.remove(D, "ahead/blobs/sha256/x")
+            await cache.remove(D, "behind/blobs/sha256/x")
+        finally:
+            await cache.close()
+
+    asyncio.run(scenario())

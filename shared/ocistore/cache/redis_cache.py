@@ -1,13 +1,24 @@
-"""The Redis cache: one sorted set per digest, scored by when each holder arrived.
+"""The Redis cache: one sorted set per digest, scored by the order holders arrived in.
 
-The lowest score is the original, so promotion on removal needs no extra bookkeeping.
-Keys follow zot's `keyprefix` (default `ocistore`).
+The lowest score is the original, so promotion on removal needs no extra bookkeeping.  The
+score is the set's own sequence (one more than its highest), given by Redis in one script:
+never a replica's clock, which another replica's may disagree with.  Keys follow zot's
+`keyprefix` (default `ocistore`).
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
+
+# Adds a holder after every other (scores from a clock, as once written, still sort first).
+_ADD = """
+if redis.call('zscore', KEYS[1], ARGV[1]) then return 0 end
+local last = redis.call('zrange', KEYS[1], -1, -1, 'WITHSCORES')
+local score = 1
+if last[2] then score = tonumber(last[2]) + 1 end
+redis.call('zadd', KEYS[1], score, ARGV[1])
+return 1
+"""
 
 
 class RedisCache:
@@ -23,7 +34,7 @@ class RedisCache:
         return f"{self._prefix}:dedupe:{digest}"
 
     async def add(self, digest: str, path: str) -> None:
-        await self._redis.zadd(self._key(digest), {path: time.time()}, nx=True)
+        await self._redis.eval(_ADD, 1, self._key(digest), path)
 
     async def original(self, digest: str) -> str | None:
         first = await self._redis.zrange(self._key(digest), 0, 0)
