@@ -186,6 +186,25 @@ def test_copies_past_the_copy_limit_go_in_parts(params: dict[str, Any], monkeypa
     run(params, body)
 
 
+def test_touch_past_the_copy_limit_renews_in_parts(params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A layer over 5 GiB must be renewable too (GC's age): CopyObject refuses it."""
+    monkeypatch.setattr(s3, "MAX_COPY", 8 * MIB)
+    data = os.urandom(12 * MIB)
+
+    async def body(d: S3Driver) -> None:
+        await d.put_content("t/big", data)
+        before = (await d.stat("t/big")).mtime
+        await asyncio.sleep(1.1)  # LastModified has a resolution of one second
+        calls = record_calls(d, monkeypatch)
+        await d.touch("t/big")
+        assert calls.count("UploadPartCopy") == 2 and "CopyObject" not in calls
+        assert (await d.stat("t/big")).mtime > before
+        assert await d.get_content("t/big") == data
+        await d.delete("t")
+
+    run(params, body)
+
+
 def test_an_empty_file_and_reads_at_its_end(params: dict[str, Any]) -> None:
     async def body(d: S3Driver) -> None:
         w = await d.writer("empty")

@@ -418,6 +418,11 @@ class S3Driver(StorageDriver):
             await self._call("CopyObject", src, Key=dst_key, CopySource={"Bucket": self.bucket, "Key": src_key},
                              **self._class_args)
             return
+        await self._multipart_copy(src_key, dst, size)
+
+    async def _multipart_copy(self, src_key: str, dst: str, size: int) -> None:
+        """A server-side copy in parts (past CopyObject's 5 GiB), onto another key or the same."""
+        dst_key = self._key(dst)
         upload_id = str((await self._call("CreateMultipartUpload", Key=dst_key, **self._class_args))["UploadId"])
         try:
             parts = await self._copy_parts(dst_key, upload_id, src_key, size)
@@ -494,8 +499,13 @@ class S3Driver(StorageDriver):
     # -- the interface ------------------------------------------------------------------
 
     async def touch(self, path: str) -> None:
-        """A copy onto itself with new metadata: S3's only way to renew LastModified."""
+        """A copy onto itself with new metadata: S3's only way to renew LastModified.  Past
+        CopyObject's 5 GiB, a multipart copy onto itself."""
         key = self._key(path)
+        head = await self._call("HeadObject", path, Key=key)
+        if int(head["ContentLength"]) > MAX_COPY and not _segmented(head):
+            await self._multipart_copy(key, path, int(head["ContentLength"]))
+            return
         await self._call("CopyObject", path, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
                          MetadataDirective="REPLACE", **self._class_args)
 
