@@ -32,6 +32,7 @@ from .storage import FileInfo, PathNotFound
 log = logging.getLogger("ocistore.dedupe")
 
 MARKER = ".ocistore/dedupe.json"
+RECORD_REREAD = 5.0
 _BLOB_PATH = re.compile(r"(?P<repo>.+)/blobs/(?P<alg>sha256|sha512)/(?P<hex>[0-9a-f]{64}|[0-9a-f]{128})")
 
 
@@ -39,8 +40,13 @@ EMPTY_DIGESTS = frozenset(str(digest_of(b"", alg)) for alg in ("sha256", "sha512
 
 
 def is_placeholder(store: Store, digest: str, size: int) -> bool:
-    """Whether a blob object of that size is a reference rather than the bytes themselves."""
-    return store.references and size == 0 and digest not in EMPTY_DIGESTS
+    """Whether a blob object of that size is a reference rather than the bytes themselves.
+
+    Judged by what the store can hold, not by today's setting: on storage without links a
+    0-byte object of a digest that is not the empty one is a reference, even once dedupe is
+    switched off and until the reconcile has given every holder its own bytes.
+    """
+    return not store.driver.supports_links and size == 0 and digest not in EMPTY_DIGESTS
 
 
 def blob_digest(path: str) -> str | None:
@@ -78,6 +84,11 @@ async def resolve(store: Store, digest: str, path: str, info: FileInfo) -> tuple
         return None
     if not is_placeholder(store, digest, info.size):
         return path, info
+    if store.cache is None:
+        # Dedupe switched off, the reconcile not done: the holder index is not open, so this
+        # reference cannot be followed. Unknown (a client pushes it again), never empty bytes.
+        log.warning("%s is a dedupe reference, unreadable until the dedupe reconcile ends", path)
+        return None
     original = await _live_original(store, digest, path)
     if original is None:
         log.warning("%s is a reference to %s, whose bytes are gone", path, digest)
@@ -233,6 +244,11 @@ async def delete_holder(store: Store, path: str, older_than: float | None = None
     the cache promotes), then goes.  PathNotFound when the file is not there.
     """
     digest = blob_digest(path)
+    if digest is not None and await _references_may_point_here(store, digest, path):
+        if older_than is not None:
+            return False
+        raise RegistryError(ErrorCode.UNAVAILABLE, {"digest": digest}, headers={"Retry-After": "30"},
+                            message="dedupe is being switched off: blob deletes wait for the reconcile to end")
     if digest is None or (store.cache is None and older_than is None):
         await store.driver.delete(path)
         return True
@@ -253,6 +269,32 @@ async def delete_holder(store: Store, path: str, older_than: float | None = None
         await store.cache.remove(digest, path)
         await store.driver.delete(path)
     return True
+
+
+async def _references_may_point_here(store: Store, digest: str, path: str) -> bool:
+    """With dedupe off on storage without links and the reconcile not done, references made
+    while it was on may still name this copy as their bytes: it must not go yet."""
+    if store.cache is not None or store.driver.supports_links:
+        return False
+    try:
+        if is_placeholder(store, digest, (await store.driver.stat(path)).size):
+            return False
+    except PathNotFound:
+        return False
+    return await _dedupe_recorded_on(store)
+
+
+async def _dedupe_recorded_on(store: Store) -> bool:
+    """Whether the last reconcile left the store deduplicated (read at most every few seconds)."""
+    now = time.monotonic()
+    if store.recorded_dedupe is None or now - store.recorded_dedupe[0] > RECORD_REREAD:
+        try:
+            state = jsondoc.loads(await store.driver.get_content(MARKER), max_bytes=1 << 20)
+            on = isinstance(state, dict) and state.get("dedupe") is True
+        except (PathNotFound, jsondoc.DocumentError):
+            on = False
+        store.recorded_dedupe = (now, on)
+    return store.recorded_dedupe[1]
 
 
 async def _drop(store: Store, path: str) -> None:

@@ -9,6 +9,7 @@ placeholder served as if it were the blob (200 with an empty or wrong body).
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import httpx
 from tests.api.helpers import assert_error, build_image, digest_of, push_blob, push_manifest
 from tests.moto import MotoServer
 from tests.s3.conftest import Launched, blob_objects, object_digest, repo_of, run_cli
-from tests.servers import OcistoreServer
+from tests.servers import BIN, OcistoreServer, RedisServer, free_port, stop_process, wait_http
 
 LAYER_SIZE = 300_000
 
@@ -289,3 +290,47 @@ def test_manifests_made_references_by_reconcile_still_pull(
         for repo in (first, second):
             for blob in (image.config, *image.layers):
                 assert client.get(f"/v2/{repo}/blobs/{digest_of(blob)}").content == blob, repo
+
+
+def test_dedupe_switched_off_before_the_reconcile_never_serves_or_loses_a_reference(
+        tmp_path: Path, moto_s3: MotoServer, bucket: str, launched: Launched, session_redis: RedisServer) -> None:
+    """Between switching dedupe off and the reconcile's end, a reference is not followed (there
+    is no holder index open): it answers unknown, never 200 with no bytes, and the original it
+    needs cannot be deleted from under it."""
+    layer = os.urandom(LAYER_SIZE)
+    digest = digest_of(layer)
+    repos = new_repos(3)
+    server = start_server(launched, tmp_path, moto_s3, bucket, dedupe=True)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for repo in repos:
+            push_blob(client, repo, layer)
+    server.stop()
+    [original], refs = holders(moto_s3, bucket, digest)
+    owner = repo_of(original)
+
+    # An API replica alone runs no reconcile: the store stays as dedupe left it.
+    (tmp_path / "api").mkdir()
+    api = OcistoreServer(tmp_path / "api", storage={"storageDriver": moto_s3.driver_params(bucket), "dedupe": False},
+                         extra={"redis": session_redis.url})
+    port = free_port()
+    proc = subprocess.Popen([str(BIN / "ocistore-api"), str(api.config_path), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v2/", proc)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            for key in refs:
+                assert_unknown(client, repo_of(key), digest)
+            assert_serves(client, owner, layer)
+            assert_error(client.delete(f"/v2/{owner}/blobs/{digest}"), 503, "UNAVAILABLE")
+            assert holders(moto_s3, bucket, digest)[0] == [original]
+    finally:
+        stop_process(proc)
+    done = run_cli(launched, "dedupe", str(api.config_path), "--reconcile")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (tmp_path / "after").mkdir()
+    server = start_server(launched, tmp_path / "after", moto_s3, bucket, dedupe=False)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for repo in repos:
+            assert_serves(client, repo, layer)
+        assert client.delete(f"/v2/{owner}/blobs/{digest}").status_code == 202
+        assert_serves(client, repos[1] if owner == repos[0] else repos[0], layer)

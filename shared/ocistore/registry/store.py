@@ -44,6 +44,8 @@ class Store:
         self.cache = cache
         # Dedupe by reference (placeholders resolved through the cache) where there are no links.
         self.references = cache is not None and not driver.supports_links
+        # (when read, whether the last dedupe reconcile left the store deduplicated): see dedupe.
+        self.recorded_dedupe: tuple[float, bool] | None = None
         self.config = config
         self.locks = locks
         self.route = route
