@@ -34,12 +34,22 @@ class MsgpackEncoder(Encoder):
         return msgpack.unpackb(data, raw=False)  # type: ignore[no-any-return]
 
 
+# A worker killed mid-job leaves its messages unacknowledged; Redis gives them to another
+# worker once the dead one's heartbeat is this old, at the next queue maintenance, which runs
+# on one broker command in ten (every consumer polls every few seconds).  So an interrupted
+# GC or scrub pass resumes within about 30 s while a worker runs, or of one coming back
+# (Dramatiq's defaults, 60 s and one command in a thousand, took many minutes).
+HEARTBEAT_TIMEOUT_MS = 15_000
+MAINTENANCE_CHANCE = 100_000  # per million commands
+
+
 def setup_broker(redis_url: str | None) -> dramatiq.Broker:
     """Create the process's broker and make it global; call before importing any actor."""
     dramatiq.set_encoder(MsgpackEncoder())
     broker: dramatiq.Broker
     if redis_url:
-        broker = RedisBroker(url=redis_url, heartbeat_timeout=30_000)  # type: ignore[no-untyped-call]
+        broker = RedisBroker(url=redis_url, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,  # type: ignore[no-untyped-call]
+                             maintenance_chance=MAINTENANCE_CHANCE)
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")
