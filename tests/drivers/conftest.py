@@ -10,6 +10,7 @@ import pytest
 
 from ocistore.storage import StorageDriver
 from ocistore.storage.local import LocalDriver
+from ocistore.storage.reserve import RESERVE_FILE
 from ocistore.storage.s3 import S3Driver
 from tests.moto import MotoServer
 
@@ -39,7 +40,8 @@ def make_driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driv
         root = tmp_path / "store"
         yield lambda: LocalDriver(str(root))
         # As in Distribution's suite: a test that leaves anything behind fails.
-        leftovers = [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+        # The driver's own reserve of space (storage/reserve.py) is not a test's leftover.
+        leftovers = [p for p in root.rglob("*") if p.is_file() and p != root / RESERVE_FILE] if root.exists() else []
         assert not leftovers, f"left behind: {leftovers}"
         return
 
