@@ -125,3 +125,36 @@ def test_locks_work_again_once_redis_is_back(own_redis: RedisServer) -> None:
                 assert time.monotonic() < deadline, "locks never came back after Redis did"
                 await asyncio.sleep(0.1)
     run(scenario())
+
+
+def test_a_lease_is_not_trusted_past_its_ttl_even_if_the_renewer_never_ran(own_redis: RedisServer) -> None:
+    """An event loop stalled longer than the TTL (the renewer had no turn): the key may have
+    expired and been taken by another replica, so the write must be refused."""
+    locks = RedisLocks(own_redis.url, ttl=0.6)
+
+    async def scenario() -> None:
+        async with locks.hold("index:r") as lease:
+            time.sleep(1.0)  # noqa: ASYNC251 - blocking the loop is the stall under test
+            with pytest.raises(LeaseLost):
+                lease.check()
+    run(scenario())
+
+
+def test_a_redis_that_refuses_renewals_loses_the_lease(own_redis: RedisServer) -> None:
+    """A replica promoted read-only after a failover answers errors, not timeouts."""
+    locks = RedisLocks(own_redis.url, ttl=0.6)
+    direct = redis.Redis.from_url(own_redis.url)
+
+    async def scenario() -> None:
+        async with locks.hold("index:r") as lease:
+            direct.config_set("min-replicas-to-write", 1)  # every write now answers NOREPLICAS
+            try:
+                deadline = time.monotonic() + 5
+                while not lease.lost:
+                    assert time.monotonic() < deadline, "renewals refused, yet the lease was trusted"
+                    await asyncio.sleep(0.05)
+                with pytest.raises(LeaseLost):
+                    lease.check()
+            finally:
+                direct.config_set("min-replicas-to-write", 0)
+    run(scenario())

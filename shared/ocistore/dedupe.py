@@ -26,6 +26,7 @@ from . import jsondoc
 from .digests import Digest, digest_of
 from .errors import ErrorCode, RegistryError
 from .layout import blob_path
+from .locks import LockTimeout
 from .registry.store import Store
 from .storage import FileInfo, PathNotFound
 
@@ -33,6 +34,10 @@ log = logging.getLogger("ocistore.dedupe")
 
 MARKER = ".ocistore/dedupe.json"
 RECORD_REREAD = 5.0
+# How long a pull waits for a digest's lock to renew the blob's age before going on without.
+REFRESH_WAIT = 0.5
+# A warning a minute per digest whose reference cannot be followed (dedupe switched off).
+_UNFOLLOWED: dict[str, float] = {}
 _BLOB_PATH = re.compile(r"(?P<repo>.+)/blobs/(?P<alg>sha256|sha512)/(?P<hex>[0-9a-f]{64}|[0-9a-f]{128})")
 
 
@@ -87,7 +92,9 @@ async def resolve(store: Store, digest: str, path: str, info: FileInfo) -> tuple
     if store.cache is None:
         # Dedupe switched off, the reconcile not done: the holder index is not open, so this
         # reference cannot be followed. Unknown (a client pushes it again), never empty bytes.
-        log.warning("%s is a dedupe reference, unreadable until the dedupe reconcile ends", path)
+        if time.monotonic() - _UNFOLLOWED.get(digest, float("-inf")) >= 60:
+            _UNFOLLOWED[digest] = time.monotonic()
+            log.warning("%s is a dedupe reference, unreadable until the dedupe reconcile ends", path)
         return None
     original = await _live_original(store, digest, path)
     if original is None:
@@ -108,7 +115,10 @@ async def place(store: Store, repo: str, digest: Digest, upload: str, size: int)
     target = blob_path(repo, digest)
     await _clear_way(store, target)
     if store.cache is None:
-        await store.driver.move(upload, target)
+        # Under the digest's lock all the same: GC's deletion re-checks the age under it.
+        async with store.locks.hold(f"dedupe:{digest}") as lease:
+            lease.check()
+            await store.driver.move(upload, target)
         return
     key = str(digest)
     async with store.locks.hold(f"dedupe:{key}") as lease:
@@ -225,14 +235,23 @@ async def _hold(store: Store, original: str, target: str) -> None:
         await store.driver.link(original, target)
 
 
-async def refresh(store: Store, digest: str, path: str) -> None:
+async def refresh(store: Store, digest: str, path: str, older_than: float) -> None:
     """Renew a blob's age, under its digest's lock, for a client just told it exists (HEAD,
-    GET, mount): GC, which re-checks the age under the same lock, then leaves it for gcDelay."""
-    async with store.locks.hold(f"dedupe:{digest}"):
-        try:
-            await store.driver.touch(path)
-        except PathNotFound:
-            pass
+    GET, mount): GC, which re-checks the age under the same lock, then leaves it for gcDelay.
+
+    Only if still older than `older_than` once the lock is had (a burst of HEADs renews it
+    once), and only if the lock comes quickly: a pull never waits behind a long placement,
+    which itself leaves the blob fresh.
+    """
+    try:
+        async with store.locks.hold(f"dedupe:{digest}", wait=REFRESH_WAIT):
+            try:
+                if (await store.driver.stat(path)).mtime < older_than:
+                    await store.driver.touch(path)
+            except PathNotFound:
+                pass
+    except LockTimeout:
+        pass
 
 
 async def delete_holder(store: Store, path: str, older_than: float | None = None) -> bool:

@@ -228,6 +228,9 @@ async def _remove_layout(store: Store, repo: str) -> None:
     Only the layout's own entries go, and directories only when empty: a nested repository
     (`repo/x`) and anything a push puts there meanwhile stay.
     """
+    current = await store.index.read(repo)
+    if current is not None and current.manifests:
+        return  # a manifest arrived after all (a writer that did not see GC's lock): keep it all
     for path in (index_path(repo), layout_path(repo)):
         await _delete_quietly(store, path)
     for directory in (f"{repo}/{BLOBS_DIR}/sha256", f"{repo}/{BLOBS_DIR}/sha512", f"{repo}/{BLOBS_DIR}",

@@ -58,16 +58,22 @@ class LeaseLost(RegistryError):
 
 
 class Lease:
-    """What holding a lock gives: `check()` before a write that must be exclusive."""
+    """What holding a lock gives: `check()` before a write that must be exclusive.
 
-    __slots__ = ("lost", "name")
+    A lease that can expire carries `valid_until` (monotonic): the latest moment it is known
+    to exclude others, whether or not its renewer has had a turn to notice otherwise.
+    """
 
-    def __init__(self, name: str) -> None:
+    __slots__ = ("lost", "name", "valid_until")
+
+    def __init__(self, name: str, valid_until: float | None = None) -> None:
         self.name = name
         self.lost = False
+        self.valid_until = valid_until
 
     def check(self) -> None:
-        if self.lost:
+        if self.lost or (self.valid_until is not None and time.monotonic() >= self.valid_until):
+            self.lost = True
             raise LeaseLost(self.name)
 
 

@@ -35,7 +35,12 @@ log = logging.getLogger("ocistore.locks")
 LEASE_TTL = 6.0
 SOCKET_TIMEOUT = 1.0
 MIN_COOLDOWN, MAX_COOLDOWN = 0.5, 8.0
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# Any answer but the script's: unreachable, timed out, or refused (a read-only replica after a
+# failover, out of memory, MISCONF). None of them may let a write go on.
+REDIS_ERRORS = (redis.exceptions.RedisError, OSError)
+# A lease is trusted for this part of its TTL from when its last renewal was *sent*: the rest
+# is the margin for clocks and for the time the answer took to come back.
+TRUSTED_PART = 5 / 6
 
 # Idempotent, so a call retried on a fresh connection (after a Redis restart left a stale
 # pooled one) never waits for a lock it already took.
@@ -116,12 +121,15 @@ class RedisLocks:
         key, token = f"{self._prefix}lock:{name}", uuid.uuid4().hex
         deadline = None if wait is None else time.monotonic() + wait
         pause = 0.001
-        while not await self._call(_ACQUIRE, key, token, self._ttl_ms):
+        while True:
+            sent = time.monotonic()
+            if await self._call(_ACQUIRE, key, token, self._ttl_ms):
+                break
             if deadline is not None and time.monotonic() >= deadline:
                 raise LockTimeout(name)
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)
-        lease = Lease(name)
+        lease = Lease(name, sent + self._ttl_ms / 1000 * TRUSTED_PART)
         renewer = asyncio.create_task(self._renew(key, token, lease))
         try:
             yield lease
@@ -133,16 +141,19 @@ class RedisLocks:
                 pass  # it expires within one TTL
 
     async def _renew(self, key: str, token: str, lease: Lease) -> None:
+        """Renew every third of the TTL, moving `valid_until` on from when each renewal was
+        sent; a renewal that finds the key not ours, or no renewal in time, loses the lease."""
         ttl = self._ttl_ms / 1000
-        renewed = time.monotonic()
         while True:
             await asyncio.sleep(ttl / 3)
+            sent = time.monotonic()
             try:
                 ours = await self._call(_RENEW, key, token, self._ttl_ms)
             except LocksUnavailable:
-                ours = 1 if time.monotonic() - renewed < ttl * 2 / 3 else 0
+                ours = 1 if lease.valid_until is not None and time.monotonic() < lease.valid_until else 0
             else:
-                renewed = time.monotonic()
+                if ours:
+                    lease.valid_until = sent + ttl * TRUSTED_PART
             if not ours:
                 lease.lost = True
                 log.error("lease %s lost while held: the write it protects will be refused", lease.name)

@@ -107,3 +107,39 @@ def test_idle_sessions_are_reaped_at_the_bound_and_busy_ones_kept(reaping: Ocist
         status = client.get(path_of(busy))
         assert status.status_code == 204 and status.headers["Range"] == f"0-{written - 1}"
         push_blob(client, "reap/a", os.urandom(100))
+
+
+def test_concurrent_posts_never_pass_the_bound_together(bounded: OcistoreServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(_: int) -> int:
+        with httpx.Client(base_url=bounded.url, timeout=30) as client:
+            return client.post("/v2/bound/burst/blobs/uploads/").status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(post, range(3 * PER_REPO)))
+    assert statuses.count(202) == PER_REPO and statuses.count(429) == 2 * PER_REPO, statuses
+
+
+def test_requests_for_made_up_sessions_leave_nothing_behind(tmp_path: Path) -> None:
+    """On local disk an upload session's lock is a file of its own in the store: a client
+    sending requests to session ids that do not exist must not fill the store with them."""
+    import uuid
+
+    server = OcistoreServer(tmp_path).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            push_blob(client, "made/up", os.urandom(10))
+            locks = server.root / ".ocistore" / "locks"
+            before = {p.name for p in locks.iterdir()}
+            for _ in range(50):
+                session = f"/v2/made/up/blobs/uploads/{uuid.uuid4()}"
+                assert_error(client.patch(session, content=b"x", headers={"Content-Type": "application/octet-stream"}),
+                             404, "BLOB_UPLOAD_UNKNOWN")
+                assert_error(client.put(session, params={"digest": digest_of(b"x")}), 404, "BLOB_UPLOAD_UNKNOWN")
+            # A session that ends with a wrong digest takes its lock along too.
+            location = open_session(client, "made/up")
+            assert close_session(client, location, digest_of(b"other"), b"x").status_code == 400
+            assert {p.name for p in locks.iterdir()} - before == set()
+    finally:
+        server.stop()

@@ -47,11 +47,12 @@ async def stat_blob(store: Store, repo: str, digest: Digest) -> BlobRef:
         _warn_damaged(repo, str(digest))
         raise RegistryError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)},
                             message="blob is damaged in storage: push it again to repair it")
-    if store.config.gc and info.mtime < time.time() - store.config.gc_delay / 2:
+    half_way = time.time() - store.config.gc_delay / 2
+    if store.config.gc and info.mtime < half_way:
         # Told it exists, a client may reference it next: renewed (rarely: only once half of
         # gcDelay has passed), GC leaves it for at least half of gcDelay more.
         try:
-            await dedupe.refresh(store, str(digest), path)
+            await dedupe.refresh(store, str(digest), path, half_way)
         except LocksUnavailable:
             pass  # pulls go on without the lock service; GC cannot run without it either
     return BlobRef(*resolved)

@@ -259,6 +259,7 @@ class IndexStore:
                     self._remember(repo, (info.ident, info.mtime, info.size, written))
             for item, _, error in outcomes:
                 if error is None and item.after_write is not None:
+                    lease.check()  # what goes after the write was decided under this lease
                     await item.after_write()
         for item, value, error in outcomes:
             if item.future.done():

@@ -30,7 +30,7 @@ from .. import dedupe
 from ..digests import Digest, Hasher, new_hasher
 from ..errors import ErrorCode, RegistryError
 from ..layout import UPLOAD_ID_RE, upload_path, uploads_dir
-from ..locks import Lease, LockTimeout
+from ..locks import Lease, LeaseLost, LockTimeout
 from ..storage import FileInfo, FileWriter, PathNotFound, is_storage_full
 from .store import Store, UploadHash
 
@@ -77,11 +77,16 @@ async def start(store: Store, repo: str) -> str:
     """A new session, within the store's bounds (see `upload_quota`); the repository itself
     appears only once it holds a manifest."""
     await _admit(store, repo)
-    upload_id = str(uuid.uuid4())
-    writer = await store.driver.writer(upload_path(repo, upload_id))
-    await writer.close()
-    store.upload_hashes.put(_session_key(repo, upload_id), UploadHash(new_hasher(), 0))
+    # Counted before the first await, so concurrent POSTs cannot all pass the same check.
     store.upload_quota.opened(repo)
+    upload_id = str(uuid.uuid4())
+    try:
+        writer = await store.driver.writer(upload_path(repo, upload_id))
+        await writer.close()
+    except BaseException:
+        store.upload_quota.closed(repo)
+        raise
+    store.upload_hashes.put(_session_key(repo, upload_id), UploadHash(new_hasher(), 0))
     return upload_id
 
 
@@ -122,10 +127,17 @@ async def sessions(store: Store, repo: str) -> AsyncIterator[FileInfo]:
 
 
 async def reap(store: Store, repo: str, session: FileInfo) -> bool:
-    """Remove an abandoned session, unless a request is writing it (it holds the lock)."""
+    """Remove an abandoned session, unless a request is writing it (it holds the lock) or
+    wrote it since `session` was read (checked again under the lock)."""
     upload_id = session.path.rsplit("/", 1)[-1]
     try:
         async with store.locks.hold(_lock_name(repo, upload_id), wait=0):
+            try:
+                now = await store.driver.stat(session.path)
+            except PathNotFound:
+                return False  # finished, cancelled or reaped meanwhile: not ours to count
+            if (now.size, now.mtime) != (session.size, session.mtime):
+                return False
             await _drop(store, session.path)
             store.upload_hashes.pop(_session_key(repo, upload_id))
     except LockTimeout:
@@ -154,13 +166,27 @@ async def size(store: Store, repo: str, upload_id: str) -> int:
 
 @asynccontextmanager
 async def _sole_writer(store: Store, repo: str, upload_id: str) -> AsyncIterator[tuple[int, Lease]]:
-    """Hold the session's lock; yields its size, read under the lock, and the lease."""
+    """Hold the session's lock; yields its size, read under the lock, and the lease.
+
+    A session that does not exist leaves no lock behind (on one host a lock is a file of its
+    own per session: requests for made-up ids must not fill the store with them).
+    """
+    name = _lock_name(repo, upload_id)
+    unknown = False
     try:
-        async with store.locks.hold(_lock_name(repo, upload_id), wait=SESSION_WAIT) as lease:
-            yield await size(store, repo, upload_id), lease
+        async with store.locks.hold(name, wait=SESSION_WAIT) as lease:
+            try:
+                current = await size(store, repo, upload_id)
+            except RegistryError:
+                unknown = True
+                raise
+            yield current, lease
     except LockTimeout:
         current = await size(store, repo, upload_id)
         raise _range_refused(current, {}, "another request is writing this upload session") from None
+    finally:
+        if unknown:
+            await store.locks.forget(name)
 
 
 async def _feed(writer: FileWriter, hasher: Hasher, chunks: AsyncIterator[bytes], limit: int | None) -> int:
@@ -206,12 +232,13 @@ async def append(store: Store, repo: str, upload_id: str, chunks: AsyncIterator[
     with the bytes that actually arrive; otherwise the chunk is refused with 416 and the
     session is left as it was.
     """
-    async with _sole_writer(store, repo, upload_id) as (current, _):
-        return await _append(store, repo, upload_id, current, chunks, content_range, content_length)
+    async with _sole_writer(store, repo, upload_id) as (current, lease):
+        return await _append(store, repo, upload_id, current, lease, chunks, content_range, content_length)
 
 
-async def _append(store: Store, repo: str, upload_id: str, current: int, chunks: AsyncIterator[bytes],
-                  content_range: ContentRange | None, content_length: int | None) -> int:
+async def _append(store: Store, repo: str, upload_id: str, current: int, lease: Lease,
+                  chunks: AsyncIterator[bytes], content_range: ContentRange | None,
+                  content_length: int | None) -> int:
     path = upload_path(repo, upload_id)
     declared: int | None = None
     if content_range is not None:
@@ -242,6 +269,11 @@ async def _append(store: Store, repo: str, upload_id: str, current: int, chunks:
         await writer.discard()
         raise _range_refused(current, {"content_range": f"{current}-{current + declared - 1}",
                                        "received": received}, "the body is shorter than its Content-Range")
+    try:
+        lease.check()  # another writer may own the session now: its bytes, not these, stand
+    except LeaseLost:
+        await writer.discard()
+        raise
     await writer.close()
     store.upload_hashes.put(key, UploadHash(state.hasher, writer.size))
     return writer.size
@@ -276,18 +308,24 @@ async def finish(store: Store, repo: str, upload_id: str, digest: Digest,
     async with _sole_writer(store, repo, upload_id) as (current, lease):
         total = current
         if chunks is not None:
-            total = await _append(store, repo, upload_id, current, chunks, content_range, content_length)
+            total = await _append(store, repo, upload_id, current, lease, chunks, content_range, content_length)
         key = _session_key(repo, upload_id)
         state = await _hash_up_to(store, key, path, total, digest.algorithm)
         store.upload_hashes.pop(key)
         if state.hasher.hexdigest() != digest.encoded:
             await _drop(store, path)
             store.upload_quota.closed(repo)
-            raise RegistryError(ErrorCode.DIGEST_INVALID, {"digest": str(digest)})
-        lease.check()
-        await dedupe.place(store, repo, digest, path, total)
-    store.upload_quota.closed(repo)
+            mismatch = RegistryError(ErrorCode.DIGEST_INVALID, {"digest": str(digest)})
+        else:
+            mismatch = None
+        if mismatch is None:
+            lease.check()
+            await dedupe.place(store, repo, digest, path, total)
+            store.upload_quota.closed(repo)
+    # The session is over either way (placed, or dropped on a mismatch): its lock goes too.
     await store.locks.forget(_lock_name(repo, upload_id))
+    if mismatch is not None:
+        raise mismatch
 
 
 async def monolithic(store: Store, repo: str, digest: Digest, chunks: AsyncIterator[bytes]) -> None:
