@@ -418,3 +418,26 @@ def test_zot_s3_policy_is_enough_and_enforced(
     for op, args in (("delete_bucket", {}), ("put_bucket_policy", {"Policy": "{}"})):
         with pytest.raises(ClientError, match="AccessDenied"):
             getattr(as_zot, op)(Bucket=iam_bucket, **args)
+
+
+def test_a_store_that_ignores_conditional_writes_is_found_out(params: dict[str, Any],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some S3-compatible stores accept If-Match/If-None-Match and ignore them: a fenced write
+    there would pass whatever changed, so the driver probes first and says so."""
+    async def body(d: S3Driver) -> None:
+        real = d._call
+
+        async def ignoring(op: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            kwargs.pop("IfMatch", None)
+            kwargs.pop("IfNoneMatch", None)
+            return await real(op, *args, **kwargs)
+
+        monkeypatch.setattr(d, "_call", ignoring)
+        await d.replace_content("f/index.json", b"v1", None)
+        assert d._unconditional
+        await d.replace_content("f/index.json", b"v2", None)  # unfenced now, as logged
+        assert await d.get_content("f/index.json") == b"v2"
+        assert await d.list("") == ["f/"]  # the probe left nothing behind
+        await d.delete("f")
+
+    run(params, body)

@@ -23,6 +23,7 @@ import builtins
 import logging
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -151,6 +152,7 @@ def _flag(given: Mapping[str, Any], key: str, default: bool) -> bool:
 # A conditional write that lost (412), or raced another one to the same key (409).
 _FENCE_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 _NO_CONDITIONS = frozenset({"NotImplemented"})
+FENCE_PROBE = ".ocistore/fence-probe"
 
 
 class _Handled(Exception):
@@ -259,7 +261,8 @@ class S3Driver(StorageDriver):
         self.params = params
         self.bucket = params.bucket
         self._root = f"{params.rootdirectory}/" if params.rootdirectory else ""
-        self._unconditional = False  # the store refused a conditional write once
+        self._unconditional = False  # the store refused, or ignores, conditional writes
+        self._fencing_probed = False
         self._class_args: dict[str, Any] = (
             {} if params.storageclass == "NONE" else {"StorageClass": params.storageclass})
         credentials = {
@@ -529,10 +532,14 @@ class S3Driver(StorageDriver):
     async def replace_content(self, path: str, data: bytes, expected: FileInfo | None) -> None:
         """A conditional PutObject: If-Match the ETag read, or If-None-Match `*` to create.
 
-        A store that does not implement conditional writes (older S3-compatible servers) gets
-        a plain PutObject, logged once: writers are then fenced by their leases alone.
+        A store that does not implement conditional writes (older S3-compatible servers), or
+        accepts the headers and ignores them (found by a probe before the first fenced write),
+        gets a plain PutObject, logged once: writers are then fenced by their leases alone.
         """
         condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": f'"{expected.ident}"'}
+        if not self._fencing_probed:
+            await self._probe_fencing()
+            self._fencing_probed = True
         if not self._unconditional:
             try:
                 await self._call("PutObject", None, _FENCE_CODES | _NO_CONDITIONS, Key=self._key(path), Body=data,
@@ -545,6 +552,30 @@ class S3Driver(StorageDriver):
                 log.warning("s3 bucket %s does not take conditional writes (%s): index.json writes are "
                             "fenced by leases only", self.bucket, refused.code)
         await self.put_content(path, data)
+
+    async def _probe_fencing(self) -> None:
+        """Create a probe object twice with If-None-Match `*`: a store that honours conditions
+        refuses the second (412); one that answers 200 ignores them."""
+        probe = f"{FENCE_PROBE}-{uuid.uuid4().hex}"  # one's own: concurrent probes cannot meet
+        key = self._key(probe)
+        try:
+            for _ in range(2):
+                await self._call("PutObject", None, _FENCE_CODES | _NO_CONDITIONS, Key=key, Body=b"",
+                                 IfNoneMatch="*", **self._class_args)
+        except _Handled as answer:
+            if answer.code in _FENCE_CODES:
+                return  # refused the second: conditions are honoured
+            why = answer.code
+        else:
+            why = "conditions accepted but ignored"
+        finally:
+            try:
+                await self.delete(probe)
+            except PathNotFound:
+                pass
+        self._unconditional = True
+        log.warning("s3 bucket %s does not honour conditional writes (%s): index.json writes are "
+                    "fenced by leases only", self.bucket, why)
 
     async def read_stream(
         self, path: str, offset: int = 0, length: int | None = None
