@@ -53,11 +53,12 @@ def zot_s3_policy(bucket: str) -> dict[str, Any]:
 class MotoServer:
     """`moto_server` as a child process, with its log kept for failures."""
 
-    def __init__(self, workdir: Path, iam_bootstrap: bool = False) -> None:
+    def __init__(self, workdir: Path, iam_bootstrap: bool = False, host: str = "127.0.0.1") -> None:
         self.workdir = workdir
         self.iam = iam_bootstrap
+        self.host = host
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self.log_path = workdir / "moto.log"
         # Without IAM moto accepts any keys; with it, `start` replaces these with an admin's.
         self.access_key = "testing"
@@ -77,7 +78,7 @@ class MotoServer:
             raise RuntimeError(f"{server} is missing; run `make test`, which installs moto[server]")
         logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(server), "-H", "127.0.0.1", "-p", str(self.port)],
+            [str(server), "-H", self.host, "-p", str(self.port)],
             stdout=logf, stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
         )
         logf.close()

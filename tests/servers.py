@@ -197,18 +197,21 @@ def env_without_proxy() -> dict[str, str]:
 class RedisServer:
     """A `redis-server` on a fixed loopback port that a test may stop and start again."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, host: str = "127.0.0.1") -> None:
         self.binary = require_tool("redis-server")
         self.workdir = workdir
+        self.host = host
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = f"redis://{host}:{self.port}/0"
         self.log_path = workdir / "redis.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 15.0) -> None:
         logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            # Protected mode refuses every address but loopback: a test's other hosts must reach it.
+            [self.binary, "--port", str(self.port), "--bind", self.host, "--protected-mode",
+             "yes" if self.host == "127.0.0.1" else "no", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir)],
             stdout=logf, stderr=subprocess.STDOUT,
         )
@@ -226,7 +229,7 @@ class RedisServer:
         import redis
 
         try:
-            return bool(redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1,
+            return bool(redis.Redis(host=self.host, port=self.port, socket_timeout=1,
                                     socket_connect_timeout=1).ping())
         except redis.exceptions.RedisError:
             return False

@@ -152,8 +152,10 @@ def test_content_length_too_long_is_refused(client: httpx.Client, registry: Depl
         with socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), timeout=30) as sock:
             sock.sendall(f"PATCH {path_of(location)} HTTP/1.1\r\nHost: x\r\nContent-Length: ".encode()
                          + value + b"\r\nConnection: close\r\n\r\nx")
-            answer = sock.makefile("rb").readline()
+            answer = sock.makefile("rb").read()
         assert answer.split()[1] == b"400", answer
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        assert json.loads(body)["errors"][0]["code"], answer  # in the spec's envelope, like any error
     assert client.get(location).headers["Range"] == "0-0"
     assert_intact(client, stored)
 

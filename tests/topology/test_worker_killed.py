@@ -16,7 +16,16 @@ import httpx
 import pytest
 
 from tests.api.helpers import delete_manifest, push_random_image
-from tests.servers import BIN, OcistoreServer, RedisServer, free_port, stop_process, wait_http, wait_until
+from tests.servers import (
+    BIN,
+    OcistoreServer,
+    RedisServer,
+    free_port,
+    running_redis,
+    stop_process,
+    wait_http,
+    wait_until,
+)
 
 ORPHANS = 4000
 RESUMED_WITHIN = 60.0
@@ -57,9 +66,16 @@ def plant_orphans(blobs: Path, count: int) -> list[Path]:
     return files
 
 
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of the test's own: on a shared one, other suites' workers would take its jobs."""
+    with running_redis(tmp_path) as server:
+        yield server
+
+
 def test_a_gc_interrupted_by_a_killed_worker_is_finished_by_the_next(
-        tmp_path: Path, session_redis: RedisServer, processes: Processes) -> None:
-    config = OcistoreServer(tmp_path, storage={"gcDelay": "1s"}, extra={"redis": session_redis.url})
+        tmp_path: Path, own_redis: RedisServer, processes: Processes) -> None:
+    config = OcistoreServer(tmp_path, storage={"gcDelay": "1s"}, extra={"redis": own_redis.url})
     port = free_port()
     api = processes.start("ocistore-api", str(config.config_path), "--port", str(port), log=tmp_path / "api.log")
     wait_http(f"http://127.0.0.1:{port}/v2/", api)

@@ -231,8 +231,8 @@ class GuardedProtocol(HttpToolsProtocol):
                     self._refuse(431, "Request Header Fields Too Large",
                                  f"more than {self.limits.max_header_fields} header fields")
                     return
-                self.logger.warning("Invalid HTTP request received.")
-                self.send_400_response("Invalid HTTP request received.")
+                # In the spec's envelope like every other error (uvicorn's own is plain text).
+                self._refuse(400, "Bad Request", "malformed HTTP request: it cannot be parsed")
                 return
             except httptools.HttpParserUpgrade:  # the server runs with ws="none": served as plain HTTP
                 self._unsupported_upgrade_warning()
