@@ -366,7 +366,10 @@ class _RepositoryScrub:
             if digest is None:
                 continue
             if dedupe.is_placeholder(self.store, str(digest), info.size):
-                # A dedupe reference: its bytes are hashed where they live, the original.
+                # A dedupe reference: its bytes are hashed where they live, the original. With
+                # dedupe switched off and the reconcile pending it cannot be followed: not a finding.
+                if self.store.cache is None:
+                    continue
                 if await dedupe.resolve(self.store, str(digest), info.path, info) is None:
                     self._flag(str(digest), Problem.MISSING_BLOB, "a dedupe reference whose original is gone")
                 continue
