@@ -1,4 +1,4 @@
-"""A repository's `index.json`: cached reads and coalesced, atomic writes.
+"""A repository's `index.json`: remembered reads and coalesced, fenced writes.
 
 Tags live in `index.json`, so every tag push is a read-modify-write of the whole
 file.  Done naively that is O(tags) per push and serialises pushes to one repository.
@@ -87,7 +87,7 @@ class Draft:
 
     Built once per batch of updates, so adding a tag is O(1) even with thousands of tags;
     only a removal walks the list.  Descriptors are replaced, never edited in place: they
-    are shared with readers' cached copy of the index.
+    are shared with readers' recent copy of the index.
     """
 
     def __init__(self, manifests: list[Descriptor]) -> None:
@@ -284,7 +284,7 @@ def _groups(batch: list[_Pending]) -> list[list[_Pending]]:
 def _serialize(doc: dict[str, Any], written: ImageIndex, previous: ImageIndex | None) -> bytes:
     """The file's bytes, reusing the JSON of descriptors the previous version already had.
 
-    Rewriting thousands of tags is then a join of cached strings, not a full dump.
+    Rewriting thousands of tags is then a join of remembered strings, not a full dump.
     """
     memo = previous.json_memo if previous else {}
     parts: list[str] = []
