@@ -24,15 +24,17 @@ CUT_AT = 15
 
 
 def sh(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True)
+    done = subprocess.run(args, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(args)} exited {done.returncode}: {done.stderr.strip()}")
 
 
 class Host:
     """A network namespace joined to this one by a veth pair: another host, as far as TCP goes."""
 
     def __init__(self, tag: int) -> None:
-        require_tool("ip")
-        require_tool("iptables")
+        for tool in ("ip", "iptables", "nsenter"):
+            require_tool(tool)
         self.name = f"ocs{tag}"
         self.host_ip, self.ip = f"10.231.{tag % 250}.1", f"10.231.{tag % 250}.2"
         self.veth = f"ocs{tag}h"
@@ -47,12 +49,17 @@ class Host:
         self.run("ip", "link", "set", f"{self.veth[:-1]}n", "up")
         self.run("ip", "link", "set", "lo", "up")
 
+    def enter(self) -> list[str]:
+        """Run in the namespace: nsenter joins it and nothing else (`ip netns exec` also
+        remounts /sys, which a chroot, such as make fresh-check's, does not allow)."""
+        return ["nsenter", f"--net=/run/netns/{self.name}"]
+
     def run(self, *args: str) -> None:
-        sh("ip", "netns", "exec", self.name, *args)
+        sh(*self.enter(), *args)
 
     def popen(self, *args: str, log: Path) -> subprocess.Popen[bytes]:
         with open(log, "ab") as out:
-            return subprocess.Popen(["ip", "netns", "exec", self.name, *args], stdout=out, stderr=subprocess.STDOUT)
+            return subprocess.Popen([*self.enter(), *args], stdout=out, stderr=subprocess.STDOUT)
 
     def cut(self, ip: str, port: int) -> None:
         """Drop every packet this host sends to ip:port: connections hang, as in a partition."""
