@@ -12,24 +12,49 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 # A store-wide recount walks every repository: at most this often, however hard it is pushed.
 TOTAL_RECOUNT_EVERY = 5.0
 
 
+@dataclass(frozen=True)
+class Mark:
+    """Taken before a listing: sessions being created then, and how many had begun by then."""
+
+    creating: int
+    begun: int
+
+
 class UploadQuota:
-    """This process's view of how many sessions are open; storage is the authority."""
+    """This process's view of how many sessions are open; storage is the authority.
+
+    A listing misses the sessions this process is still creating, and those it starts while
+    the listing runs: a recount adds both (from a `Mark` taken before listing), so it may
+    count a session twice but never misses one, and concurrent POSTs cannot pass a bound.
+    """
 
     def __init__(self, per_repository: int, total: int) -> None:
         self.per_repository = per_repository
         self.total = total
         self._open: Counter[str] = Counter()
         self._sum = 0
+        self._creating: Counter[str] = Counter()
+        self._begun: Counter[str] = Counter()
         self._total_recounted = float("-inf")
 
     def opened(self, repo: str) -> None:
+        """A session is being created (counted at once, before any await)."""
         self._open[repo] += 1
         self._sum += 1
+        self._creating[repo] += 1
+        self._begun[repo] += 1
+
+    def created(self, repo: str) -> None:
+        """The session `opened` announced is on storage now (or failed, and `closed` follows)."""
+        self._creating[repo] -= 1
+        if self._creating[repo] <= 0:
+            del self._creating[repo]
 
     def closed(self, repo: str) -> None:
         if self._open[repo] > 0:
@@ -44,8 +69,14 @@ class UploadQuota:
     def store_full(self) -> bool:
         return self._sum >= self.total
 
-    def recounted(self, repo: str, count: int) -> None:
-        """Storage holds `count` sessions of `repo`."""
+    def mark(self, repo: str | None = None) -> Mark:
+        if repo is None:
+            return Mark(sum(self._creating.values()), sum(self._begun.values()))
+        return Mark(self._creating[repo], self._begun[repo])
+
+    def recounted(self, repo: str, listed: int, mark: Mark) -> None:
+        """Storage listed `listed` sessions of `repo`, the listing having begun at `mark`."""
+        count = listed + mark.creating + (self._begun[repo] - mark.begun)
         self._sum += count - self._open[repo]
         self._open[repo] = count
         if count == 0:
@@ -58,7 +89,8 @@ class UploadQuota:
         self._total_recounted = now
         return True
 
-    def store_recounted(self, counts: dict[str, int]) -> None:
-        """Storage holds these sessions, by repository, and no others."""
+    def store_recounted(self, counts: dict[str, int], mark: Mark) -> None:
+        """Storage holds these sessions, by repository, listed from `mark` on."""
         self._open = Counter({repo: n for repo, n in counts.items() if n})
-        self._sum = sum(self._open.values())
+        unlisted = mark.creating + (sum(self._begun.values()) - mark.begun)
+        self._sum = sum(self._open.values()) + unlisted

@@ -86,6 +86,8 @@ async def start(store: Store, repo: str) -> str:
     except BaseException:
         store.upload_quota.closed(repo)
         raise
+    finally:
+        store.upload_quota.created(repo)
     store.upload_hashes.put(_session_key(repo, upload_id), UploadHash(new_hasher(), 0))
     return upload_id
 
@@ -93,13 +95,15 @@ async def start(store: Store, repo: str) -> str:
 async def _admit(store: Store, repo: str) -> None:
     quota = store.upload_quota
     if quota.repository_full(repo):
-        quota.recounted(repo, await reap_idle(store, repo))
+        mark = quota.mark(repo)
+        quota.recounted(repo, await reap_idle(store, repo), mark)
         if quota.repository_full(repo):
             raise _too_many(store, f"{quota.per_repository} upload sessions are open in this repository",
                             "maxUploadsPerRepository")
     if quota.store_full():
         if quota.may_recount_store():
-            quota.store_recounted({r: await reap_idle(store, r) for r in await store.walk_layouts()})
+            mark = quota.mark()
+            quota.store_recounted({r: await reap_idle(store, r) for r in await store.walk_layouts()}, mark)
         if quota.store_full():
             raise _too_many(store, f"{quota.total} upload sessions are open in this store", "maxUploads")
 
