@@ -27,6 +27,7 @@ from .digests import Digest, digest_of
 from .errors import ErrorCode, RegistryError
 from .layout import blob_path
 from .locks import LockTimeout
+from .logs import Sparse
 from .registry.store import Store
 from .storage import FileInfo, PathNotFound
 
@@ -37,7 +38,7 @@ RECORD_REREAD = 5.0
 # How long a pull waits for a digest's lock to renew the blob's age before going on without.
 REFRESH_WAIT = 0.5
 # A warning a minute per digest whose reference cannot be followed (dedupe switched off).
-_UNFOLLOWED: dict[str, float] = {}
+_UNFOLLOWED = Sparse()
 _BLOB_PATH = re.compile(r"(?P<repo>.+)/blobs/(?P<alg>sha256|sha512)/(?P<hex>[0-9a-f]{64}|[0-9a-f]{128})")
 
 
@@ -92,8 +93,7 @@ async def resolve(store: Store, digest: str, path: str, info: FileInfo) -> tuple
     if store.cache is None:
         # Dedupe switched off, the reconcile not done: the holder index is not open, so this
         # reference cannot be followed. Unknown (a client pushes it again), never empty bytes.
-        if time.monotonic() - _UNFOLLOWED.get(digest, float("-inf")) >= 60:
-            _UNFOLLOWED[digest] = time.monotonic()
+        if _UNFOLLOWED.due(digest):
             log.warning("%s is a dedupe reference, unreadable until the dedupe reconcile ends", path)
         return None
     original = await _live_original(store, digest, path)

@@ -12,6 +12,22 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING
            "error": logging.ERROR, "fatal": logging.CRITICAL, "panic": logging.CRITICAL}
 
 
+class Sparse:
+    """A log line per key at most once per `every` seconds, however often its cause recurs
+    (a damaged blob pulled in a loop must not flood the log)."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self._last: dict[str, float] = {}
+
+    def due(self, key: str) -> bool:
+        now = time.monotonic()
+        if now - self._last.get(key, float("-inf")) < self.every:
+            return False
+        self._last[key] = now
+        return True
+
+
 class OncePerOutage(logging.Filter):
     """Dramatiq's consumers log a connection error every few seconds while Redis is down, on
     every queue: the first gets through, then one a `quiet` interval, so an outage is one

@@ -12,6 +12,7 @@ from ..digests import Digest
 from ..errors import ErrorCode, RegistryError
 from ..layout import blob_path
 from ..locks import LocksUnavailable
+from ..logs import Sparse
 from ..names import is_valid_name
 from ..storage import FileInfo, PathNotFound
 from .catalog import list_repositories
@@ -58,15 +59,11 @@ async def stat_blob(store: Store, repo: str, digest: Digest) -> BlobRef:
     return BlobRef(*resolved)
 
 
-_WARNED: dict[str, float] = {}
-WARN_EVERY = 60.0
+_DAMAGED_WARNINGS = Sparse()
 
 
 def _warn_damaged(repo: str, digest: str) -> None:
-    """A log line per damaged blob a minute, however often clients ask for it."""
-    now = time.monotonic()
-    if now - _WARNED.get(digest, -WARN_EVERY) >= WARN_EVERY:
-        _WARNED[digest] = now
+    if _DAMAGED_WARNINGS.due(digest):
         log.warning("%s of %s is damaged in storage (found by scrub): refused until pushed again", digest, repo)
 
 
