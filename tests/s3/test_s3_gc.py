@@ -98,8 +98,10 @@ def test_abandoned_multipart_uploads_are_aborted_by_the_sweep_and_by_cli_gc(
 
     moto reports every upload as initiated in 2010, so any upload counts as older than gcDelay.
     """
-    server = gc_server(launched, tmp_path, moto_s3, bucket, interval="2s")
+    # Abandoned before the server starts: a sweep (any upload counts as old on moto) must not
+    # abort it while the test is still putting its part in.
     abandon_multipart_upload(moto_s3, bucket, "gc/crashed/_uploads/one")
+    server = gc_server(launched, tmp_path, moto_s3, bucket, interval="2s")
     assert wait_until(lambda: not moto_s3.uploads(bucket), SWEEP_WAIT), moto_s3.uploads(bucket)
     server.stop()
 
