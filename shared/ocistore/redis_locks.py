@@ -28,7 +28,7 @@ import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .locks import Lease, LocksUnavailable, LockTimeout
+from .lease import Lease, LocksUnavailable, LockTimeout
 
 log = logging.getLogger("ocistore.locks")
 
