@@ -20,11 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ocistore.blobstore.paths import blob_path
 from ocistore.config import StorageConfig
 from ocistore.digests import Digest
 from ocistore.errors import ErrorCode, RegistryError
 from ocistore.gc import collect_store
-from ocistore.layout import blob_path
 from ocistore.locks import LocalLocks
 from ocistore.registry.manifests import put_manifest
 from ocistore.registry.store import Store
@@ -158,7 +158,7 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
 
 
 def test_manifest_references_count_as_missing_when_a_directory_or_damaged(tmp_path: Path) -> None:
-    """The reference check reads through `stat_blob`: a directory at a blob's path, or a copy
+    """The reference check reads through the blob store's `stat`: a directory at a blob's path, or a copy
     scrub marked damaged, is not the blob, so the manifest is MANIFEST_BLOB_UNKNOWN and the
     client pushes the blob again (which repairs it) instead of referencing what is not there."""
     root = tmp_path / "store"

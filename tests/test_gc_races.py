@@ -13,15 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from ocistore import dedupe
+from ocistore.blobstore.paths import blob_path
 from ocistore.config import StorageConfig
 from ocistore.digests import Digest, digest_of
 from ocistore.errors import ErrorCode, RegistryError
 from ocistore.gc import collect_repository
-from ocistore.layout import blob_path
 from ocistore.locks import LocalLocks
 from ocistore.mediatypes import OCI_MANIFEST
-from ocistore.registry.blobs import stat_blob
 from ocistore.registry.index import Draft
 from ocistore.registry.store import Store
 from ocistore.registry.tags import put_tags
@@ -56,8 +54,9 @@ def test_a_blob_renewed_after_gc_looked_is_kept(tmp_path: Path, dedupe_on: bool)
 
     async def scenario() -> None:
         # GC decided the orphan goes; a HEAD renews it before GC deletes it.
-        await stat_blob(store, REPO, Digest.parse(layer["digest"]))
-        assert not await dedupe.delete_holder(store, f"{REPO}/blobs/sha256/{layer['digest'][7:]}", cutoff)
+        await store.blobs.stat(REPO, Digest.parse(layer["digest"]))
+        held = await store.driver.stat(blob_path(REPO, Digest.parse(layer["digest"])))
+        assert not await store.blobs.collect(held, cutoff)
     run(scenario())
     assert path.exists()
 
@@ -68,7 +67,7 @@ def test_a_head_keeps_an_orphan_from_the_next_gc(tmp_path: Path, dedupe_on: bool
     layer = run(push_blob(store, REPO, os.urandom(1000)))
     path = blob_file(tmp_path, REPO, layer["digest"])
     age(path, 2 * GC_DELAY)
-    run(stat_blob(store, REPO, Digest.parse(layer["digest"])))
+    run(store.blobs.stat(REPO, Digest.parse(layer["digest"])))
     report = run(collect_repository(store, REPO))
     assert layer["digest"] not in report.blobs and path.exists()
     age(path, 2 * GC_DELAY)

@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 
 import pytest
 
+from ocistore.blobstore.paths import blob_path
 from ocistore.config import StorageConfig
 from ocistore.digests import Digest, digest_of
-from ocistore.layout import blob_path, index_path
+from ocistore.layout import index_path
 from ocistore.locks import LocalLocks
 from ocistore.mediatypes import OCI_INDEX, OCI_MANIFEST
 from ocistore.registry.index import Descriptor, Draft

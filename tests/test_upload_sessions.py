@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from ocistore.blobstore.paths import blob_path
 from ocistore.config import StorageConfig
 from ocistore.digests import Digest
 from ocistore.errors import ErrorCode, RegistryError
-from ocistore.layout import blob_path, upload_path
+from ocistore.layout import upload_path
 from ocistore.locks import FileLocks, LocalLocks, Locks
 from ocistore.registry import Store, uploads
 from ocistore.storage.local import LocalDriver

@@ -22,10 +22,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from . import dedupe
 from .digests import Digest
 from .errors import DATA_FAULTS, RegistryError
-from .layout import BLOBS_DIR, index_path, layout_path, uploads_dir
+from .layout import index_path, layout_path, uploads_dir
 from .registry import uploads
 from .registry.catalog import list_layouts
 from .registry.index import Draft, tag_of
@@ -57,18 +56,6 @@ class GCReport:
     @property
     def removed(self) -> int:
         return len(self.manifests) + len(self.blobs) + len(self.uploads) + len(self.temporaries)
-
-
-def _digest_of_path(path: str, repo: str) -> str | None:
-    """The digest of `<repo>/blobs/<alg>/<hex>`; None for anything else, such as the files of
-    a nested repository `<repo>/blobs/...` or temp files."""
-    parts = path[len(repo) + 1:].split("/")
-    if not path.startswith(f"{repo}/") or len(parts) != 3 or parts[0] != BLOBS_DIR:
-        return None
-    try:
-        return str(Digest.parse(f"{parts[1]}:{parts[2]}"))
-    except RegistryError:
-        return None
 
 
 class _Manifests:
@@ -129,17 +116,16 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
 
     async def sweep(draft: Draft) -> None:
         manifests = draft.items
-        files = {}
-        strays = await store.stray_temporaries(repo, cutoff)
-        async for f in store.driver.walk(f"{repo}/{BLOBS_DIR}"):
-            digest = _digest_of_path(f.path, repo)
-            if digest is not None:
-                files[digest] = f
-        report.temporaries = sorted(f.path[len(repo) + 1:] for f in strays)
-        report.bytes_freed += sum(f.size for f in strays)
+        files = {str(digest): f async for digest, f in store.blobs.files(repo)}
+        beside_index = await store.stray_temporaries(repo, cutoff)
+        in_blobs = await store.blobs.strays(repo, cutoff)
+        report.temporaries = sorted(f.path[len(repo) + 1:] for f in (*beside_index, *in_blobs))
+        report.bytes_freed += sum(f.size for f in (*beside_index, *in_blobs))
         if not dry_run:
-            for f in strays:
+            for f in beside_index:
                 await _delete_quietly(store, f.path)
+            for f in in_blobs:
+                await store.blobs.collect_stray(f, cutoff)
         listed = {d["digest"] for d in manifests}
         loaded = _Manifests(store, repo)
         for d in sorted(listed & files.keys()):
@@ -165,13 +151,10 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
             referenced |= files.keys()
         doomed_manifests = listed - kept
         report.manifests = sorted(doomed_manifests)
-        doomed_files: list[FileInfo] = [
-            f for d, f in files.items()
-            if d not in referenced and (d in doomed_manifests or f.mtime <= cutoff)
-        ]
-        report.blobs = sorted(_digest_of_path(f.path, repo) or f.path for f in doomed_files
-                              if _digest_of_path(f.path, repo) not in doomed_manifests)
-        report.bytes_freed += sum(f.size for f in doomed_files)
+        doomed_files = {d: f for d, f in files.items()
+                        if d not in referenced and (d in doomed_manifests or f.mtime <= cutoff)}
+        report.blobs = sorted(doomed_files.keys() - doomed_manifests)
+        report.bytes_freed += sum(f.size for f in doomed_files.values())
         sessions, stale = 0, 0
         async for session in uploads.sessions(store, repo):
             sessions += 1
@@ -186,26 +169,22 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
         if dry_run:
             return
         draft.remove(lambda d: d["digest"] in doomed_manifests)
-        doomed.extend(f.path for f in doomed_files)
+        doomed.update(doomed_files)
 
     async def delete_doomed() -> None:
-        for path in doomed:
-            try:
-                if not await dedupe.delete_holder(store, path, older_than=cutoff):
-                    kept.append(path)
-            except PathNotFound:
-                pass
+        for digest, f in doomed.items():
+            if not await store.blobs.collect(f, older_than=cutoff):
+                kept.add(digest)
         if kept:
             log.info("gc: %s: %d blobs renewed since the sweep looked (pushed, mounted or asked for) kept",
                      repo, len(kept))
-            renewed = {_digest_of_path(p, repo) for p in kept}
-            report.blobs = [d for d in report.blobs if d not in renewed]
+            report.blobs = [d for d in report.blobs if d not in kept]
             report.emptied = False
         if report.emptied and not dry_run:
             await _remove_layout(store, repo)
 
-    doomed: list[str] = []
-    kept: list[str] = []
+    doomed: dict[str, FileInfo] = {}
+    kept: set[str] = set()
     try:
         await store.index.update(repo, sweep, after_write=delete_doomed, alone=True)
     except RegistryError as exc:
@@ -233,8 +212,8 @@ async def _remove_layout(store: Store, repo: str) -> None:
         return  # a manifest arrived after all (a writer that did not see GC's lock): keep it all
     for path in (index_path(repo), layout_path(repo)):
         await _delete_quietly(store, path)
-    for directory in (f"{repo}/{BLOBS_DIR}/sha256", f"{repo}/{BLOBS_DIR}/sha512", f"{repo}/{BLOBS_DIR}",
-                      uploads_dir(repo), repo):
+    await store.blobs.remove_empty(repo)
+    for directory in (uploads_dir(repo), repo):
         await store.driver.remove_empty_dir(directory)
     log.info("gc: %s held nothing any more: removed", repo)
 

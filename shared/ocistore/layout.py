@@ -1,16 +1,14 @@
 """Where things live inside a store: one OCI Image Layout per repository.
 
-`<repo>/oci-layout`, `<repo>/index.json`, `<repo>/blobs/<alg>/<hex>`, and upload
-sessions in `<repo>/.uploads/<id>`.  Every path is built here from an already
-validated name, digest or upload id, so nothing else concatenates storage keys.
+`<repo>/oci-layout`, `<repo>/index.json`, and upload sessions in `<repo>/.uploads/<id>`,
+built here from an already validated name or upload id; `<repo>/blobs/<alg>/<hex>` is the
+blob store's (`blobstore/paths.py`), so nothing else concatenates storage keys.
 """
 
 from __future__ import annotations
 
 import json
 import re
-
-from .digests import Digest
 
 INDEX_FILE = "index.json"
 LAYOUT_FILE = "oci-layout"
@@ -20,14 +18,6 @@ LAYOUT_CONTENT = json.dumps({"imageLayoutVersion": "1.0.0"}).encode()
 EMPTY_INDEX = {"schemaVersion": 2, "manifests": []}
 
 UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # fullmatch only
-
-
-def blob_path(repo: str, digest: Digest) -> str:
-    return f"{repo}/{BLOBS_DIR}/{digest.algorithm}/{digest.encoded}"
-
-
-def blobs_dir(repo: str, algorithm: str) -> str:
-    return f"{repo}/{BLOBS_DIR}/{algorithm}"
 
 
 def index_path(repo: str) -> str:

@@ -25,10 +25,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from . import dedupe, jsondoc
+from . import jsondoc
+from .blobstore import BlobRef
 from .digests import Digest, new_hasher
 from .errors import DATA_FAULTS, RegistryError
-from .layout import BLOBS_DIR, INDEX_FILE, blob_path
+from .layout import INDEX_FILE
 from .registry.catalog import list_layouts
 from .registry.index import Descriptor, Draft
 from .registry.manifest_doc import parse_manifest_async
@@ -229,12 +230,6 @@ def _descriptor_fault(desc: Any) -> str | None:
     return None
 
 
-def _digest_named(path: str, top: str) -> Digest | None:
-    """The digest a blob file's path `<top>/<alg>/<hex>` names; None for anything else (temp files)."""
-    parts = path[len(top) + 1:].split("/")
-    return _parse_digest(":".join(parts)) if len(parts) == 2 else None
-
-
 class _ReferenceCheck:
     """Follows manifest descriptors to everything they reach, checking each digest once."""
 
@@ -243,8 +238,8 @@ class _ReferenceCheck:
         self.repo = repo
         self.found: list[Finding] = []
         self.seen: set[str] = set()
-        # digest -> (size, where its bytes are), following dedupe references; None when absent.
-        self.found_at: dict[str, tuple[int, str] | None] = {}
+        # digest -> its size, following dedupe references; None when absent.
+        self.found_at: dict[str, int | None] = {}
 
     async def run(self, manifests: list[Descriptor]) -> list[Finding]:
         # Faulty entries are the index check's finding; there is nothing here to follow.
@@ -273,19 +268,15 @@ class _ReferenceCheck:
         """The size of the blob `ref` names (None when absent), flagging absence or a wrong size."""
         digest = ref.digest
         if digest not in self.found_at:
-            path = blob_path(self.repo, Digest.parse(digest))
-            try:
-                resolved = await dedupe.resolve(self.store, digest, path, await self.store.driver.stat(path))
-            except PathNotFound:
-                resolved = None
-            self.found_at[digest] = (resolved[1].size, resolved[0]) if resolved else None
-        found = self.found_at[digest]
-        if found is None:
+            found = await self.store.blobs.find(self.repo, Digest.parse(digest))
+            self.found_at[digest] = found.info.size if found else None
+        size = self.found_at[digest]
+        if size is None:
             self._flag(digest, Problem.MISSING_BLOB, f"referenced by {holder}, absent from the repository")
             return None
-        if found[0] != ref.size:
-            self._flag(digest, Problem.SIZE_MISMATCH, f"{holder} says {ref.size} bytes, the blob has {found[0]}")
-        return found[0]
+        if size != ref.size:
+            self._flag(digest, Problem.SIZE_MISMATCH, f"{holder} says {ref.size} bytes, the blob has {size}")
+        return size
 
     async def _manifest(self, ref: Ref, holder: str) -> ManifestInfo | None:
         """The manifest `ref` names, parsed from the bytes on storage; None when absent or unreadable.
@@ -301,12 +292,11 @@ class _ReferenceCheck:
             self._flag(digest, Problem.UNREADABLE_MANIFEST, f"{size} bytes, more than any manifest may have")
             return None
         try:
-            found = self.found_at.get(digest)
-            path = found[1] if found else blob_path(self.repo, Digest.parse(digest))
-            body = await self.store.driver.get_content(path)
+            body = await self.store.blobs.read_small(self.repo, Digest.parse(digest), MAX_MANIFEST_BYTES)
+            if body is None:
+                self._flag(digest, Problem.MISSING_BLOB, f"referenced by {holder}, absent from the repository")
+                return None
             return await parse_manifest_async(body, None)
-        except PathNotFound:
-            self._flag(digest, Problem.MISSING_BLOB, f"referenced by {holder}, absent from the repository")
         except RegistryError as exc:
             self._flag(digest, Problem.UNREADABLE_MANIFEST, f"listed by {holder}: {exc.detail}")
         return None
@@ -357,29 +347,27 @@ class _RepositoryScrub:
         self.found.extend(found)
 
     async def check_blobs(self) -> None:
-        for stray in await self.store.stray_temporaries(self.repo, time.time() - self.store.config.gc_delay):
+        older_than = time.time() - self.store.config.gc_delay
+        blobs = self.store.blobs
+        for stray in (*await self.store.stray_temporaries(self.repo, older_than),
+                      *await blobs.strays(self.repo, older_than)):
             self._flag(stray.path[len(self.repo) + 1:], Problem.STRAY_TEMPORARY,
                        f"{stray.size} bytes left by an interrupted write; GC removes it")
-        top = f"{self.repo}/{BLOBS_DIR}"
-        async for info in self.store.driver.walk(top):
-            digest = _digest_named(info.path, top)
-            if digest is None:
-                continue
-            if dedupe.is_placeholder(self.store, str(digest), info.size):
+        async for digest, info in blobs.files(self.repo):
+            if blobs.policy.is_placeholder(str(digest), info.size):
                 # A dedupe reference: its bytes are hashed where they live, the original. With
                 # dedupe switched off and the reconcile pending it cannot be followed: not a finding.
-                if self.store.cache is None:
+                if blobs.holders is None:
                     continue
-                if await dedupe.resolve(self.store, str(digest), info.path, info) is None:
+                if await blobs.resolve(str(digest), info.path, info) is None:
                     self._flag(str(digest), Problem.MISSING_BLOB, "a dedupe reference whose original is gone")
                 continue
             await self._rehash(info, digest)
 
     async def _rehash(self, info: FileInfo, digest: Digest) -> None:
         """Re-hash one copy, and keep the damage register (what the API refuses to serve) in step."""
-        path = info.path
         try:
-            computed, size = await self._hash(path, digest.algorithm)
+            computed, size = await self._hash(BlobRef(info.path, info), digest.algorithm)
         except PathNotFound:
             return  # collected by GC since the walk listed it
         except OSError as exc:
@@ -391,17 +379,15 @@ class _RepositoryScrub:
         if computed != digest.encoded:
             detail = f"its {size} bytes hash to {digest.algorithm}:{computed}"
             self._flag(key, Problem.DIGEST_MISMATCH, detail)
-            async with self.store.locks.hold(f"dedupe:{key}"):
-                await self.store.damage.record(key, info.ident, path, detail)
-        elif await self.store.damage.is_damaged(key, info.ident):
-            async with self.store.locks.hold(f"dedupe:{key}"):
-                await self.store.damage.clear(key, {info.ident})
+            await self.store.blobs.record_damage(key, info, detail)
+        else:
+            await self.store.blobs.clear_damage(key, info)
 
-    async def _hash(self, path: str, algorithm: str) -> tuple[str, int]:
+    async def _hash(self, blob: BlobRef, algorithm: str) -> tuple[str, int]:
         """Hex digest and length of a file, read as a stream so memory stays flat."""
         hasher = new_hasher(algorithm)
         size = 0
-        async for chunk in self.store.driver.read_stream(path):
+        async for chunk in self.store.blobs.read(blob):
             if len(chunk) > THREAD_HASH:
                 await asyncio.to_thread(hasher.update, chunk)
             else:

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .dedupe import blob_digest, is_placeholder, resolve
 from .registry.store import Store
 
 
@@ -46,18 +45,14 @@ async def measure(store: Store, repo: str | None = None,
     out = StoreUsage()
     seen_store: set[str] = set()
     seen_repo: dict[str, set[str]] = {}
-    prefix = f"{repo}/blobs/" if repo else ""
-    async for f in store.driver.walk(f"{repo}/blobs" if repo else ""):
-        if blob_digest(f.path) is None or not f.path.startswith(prefix):
-            continue
-        name = f.path.rsplit("/blobs/", 1)[0]
+    blobs = store.blobs
+    async for name, digest, f in blobs.every_file(repo):
         usage = out.repositories.setdefault(name, Usage())
-        digest = blob_digest(f.path) or ""
         size = f.size
-        if is_placeholder(store, digest, f.size):
+        if blobs.policy.is_placeholder(digest, f.size):
             # A reference costs nothing on its own; it holds the original's bytes.
-            resolved = await resolve(store, digest, f.path, f)
-            size = resolved[1].size if resolved else 0
+            resolved = await blobs.resolve(digest, f.path, f)
+            size = resolved.info.size if resolved else 0
         # Links share an inode; on S3 an ETag names content, not a copy, so each object counts.
         ident = f.ident if store.driver.supports_links and f.ident else f.path
         for u, seen in ((usage, seen_repo.setdefault(name, set())), (out.total, seen_store)):

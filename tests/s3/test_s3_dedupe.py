@@ -334,3 +334,38 @@ def test_dedupe_switched_off_before_the_reconcile_never_serves_or_loses_a_refere
             assert_serves(client, repo, layer)
         assert client.delete(f"/v2/{owner}/blobs/{digest}").status_code == 202
         assert_serves(client, repos[1] if owner == repos[0] else repos[0], layer)
+
+
+def test_a_replica_still_on_dedupe_makes_no_references_once_the_store_is_going_off(
+        tmp_path: Path, moto_s3: MotoServer, bucket: str, launched: Launched) -> None:
+    """A rolling change of `dedupe` to off: replicas not yet restarted still run with dedupe
+    on. The store's own record of the reconcile's target is what they follow, so once it says
+    off (while the reconcile walks, and after it) they make copies, never references the
+    walk would miss; every holder keeps its bytes when the others go."""
+    layer = os.urandom(LAYER_SIZE)
+    digest = digest_of(layer)
+    repos = new_repos(4)
+    (tmp_path / "old").mkdir()
+    old = start_server(launched, tmp_path / "old", moto_s3, bucket, dedupe=True)
+    with httpx.Client(base_url=old.url, timeout=60) as client:
+        push_blob(client, repos[0], layer)
+        (tmp_path / "new").mkdir()
+        new = OcistoreServer(tmp_path / "new", storage={"storageDriver": moto_s3.driver_params(bucket),
+                                                        "dedupe": False})
+        done = run_cli(launched, "dedupe", str(new.config_path), "--reconcile")
+        assert done.returncode == 0, done.stdout + done.stderr
+        # The replica still configured with dedupe on pushes and mounts after the walk.
+        push_blob(client, repos[1], layer)
+        mounted = client.post(f"/v2/{repos[2]}/blobs/uploads/?mount={digest}&from={repos[0]}")
+        assert mounted.status_code == 201, mounted.text
+        mounted = client.post(f"/v2/{repos[3]}/blobs/uploads/?mount={digest}")
+        assert mounted.status_code == 201, mounted.text
+    objects = blob_objects(moto_s3, bucket, digest)
+    assert sorted(objects.values()) == [LAYER_SIZE] * 4, objects
+    old.stop()
+    new.start()
+    launched.add(new)
+    with httpx.Client(base_url=new.url, timeout=60) as client:
+        for repo in repos[:-1]:
+            assert client.delete(f"/v2/{repo}/blobs/{digest}").status_code == 202, repo
+        assert_serves(client, repos[-1], layer)

@@ -7,7 +7,7 @@ from starlette.responses import Response, StreamingResponse
 
 from ocistore.digests import Digest
 from ocistore.events import EventName
-from ocistore.registry import Store, blobs
+from ocistore.registry import Store
 
 from .events import emit
 from .ranges import parse_range
@@ -16,7 +16,7 @@ from .responses import API_VERSION, empty
 
 async def get_blob(request: Request, store: Store, name: str, ref: str) -> Response:
     digest = Digest.parse(ref)
-    blob = await blobs.stat_blob(store, name, digest)
+    blob = await store.blobs.stat(name, digest)
     info = blob.info
     headers = {
         **API_VERSION,
@@ -33,11 +33,11 @@ async def get_blob(request: Request, store: Store, name: str, ref: str) -> Respo
     headers["Content-Length"] = str(length)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
-    return StreamingResponse(blobs.read_blob(store, blob, offset, length), status, headers)
+    return StreamingResponse(store.blobs.read(blob, offset, length), status, headers)
 
 
 async def delete_blob(request: Request, store: Store, name: str, ref: str) -> Response:
     digest = Digest.parse(ref)
-    await blobs.delete_blob(store, name, digest)
+    await store.blobs.delete(name, digest)
     emit(request, EventName.BLOB_DELETED, store, name, digest=str(digest))
     return empty(202)

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from ocistore.digests import Digest
 from ocistore.errors import ErrorCode, RegistryError
 from ocistore.events import EventName
-from ocistore.registry import Store, blobs, uploads
+from ocistore.registry import Store, uploads
 from ocistore.wire import wire_int
 
 from .body import chunks, content_length
@@ -47,7 +47,7 @@ async def start_upload(request: Request, store: Store, name: str, _: str) -> Res
     mount = params.get("mount")
     if mount is not None:
         digest = Digest.parse(mount)
-        if await blobs.mount_blob(store, name, digest, params.get("from")):
+        if await uploads.mount(store, name, digest, params.get("from")):
             return _blob_created(request, store, name, digest)
     elif "digest" in params:
         digest = _digest_param(request)

@@ -10,8 +10,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from ocistore.blobstore import reconcile
 from ocistore.config import Config, ConfigError, load_config
-from ocistore.dedupe import reconcile
 from ocistore.durations import format_duration
 from ocistore.gc import collect_repository
 from ocistore.logs import setup_logging
@@ -145,7 +145,7 @@ async def _reconcile(registry: Registry) -> None:
     for store in registry.stores.values():
         progress = Progress("reconcile", total=None, unit=" blobs")
         async with store.locks.hold("dedupe-reconcile:store"):
-            report = await reconcile(store, progress.step)
+            report = await reconcile(store.blobs, progress.step)
         progress.done()
         print(f"store {store.route or '/'}: dedupe {'on' if report.dedupe else 'off'}: {report.blobs} blobs, "
               f"{report.digests} digests, {report.linked} linked, {report.copied} copied back, "

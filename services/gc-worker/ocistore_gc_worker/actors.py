@@ -16,12 +16,11 @@ from typing import Any
 
 import dramatiq
 
+from ocistore.blobstore import reconcile
 from ocistore.config import Config
-from ocistore.dedupe import needs_reconcile, reconcile
 from ocistore.digests import Digest
 from ocistore.events import DEDUPE_RECONCILE, GC_REPOSITORY, GC_SWEEP
 from ocistore.gc import GCReport, collect_repository, collect_store
-from ocistore.layout import blob_path
 from ocistore.locks import locks_for
 from ocistore.messaging import enqueue, enqueue_eventually
 from ocistore.registry import Registry, Store
@@ -102,20 +101,17 @@ async def dedupe_index(event: dict[str, Any]) -> None:
     """The API records holders inline; this catches any it could not (a cache outage)."""
     assert _ctx.registry is not None, "configure() first"
     store = _ctx.registry.stores.get(event["store"])
-    if store is None or store.cache is None:
-        return
-    path = blob_path(event["repo"], Digest.parse(event["digest"]))
-    if await store.driver.exists(path):
-        await store.cache.add(event["digest"], path)
+    if store is not None:
+        await store.blobs.record_holder(event["repo"], Digest.parse(event["digest"]))
 
 
 @dramatiq.actor(actor_name="dedupe_reconcile", queue_name="dedupe", max_retries=3, time_limit=_DAY_MS)
 async def dedupe_reconcile(force: bool = False) -> None:
     assert _ctx.registry is not None, "configure() first"
     for store in _ctx.registry.stores.values():
-        if force or await needs_reconcile(store):
+        if force or await store.blobs.policy.needs_reconcile():
             async with store.locks.hold("dedupe-reconcile:store"):
-                report = await reconcile(store)
+                report = await reconcile(store.blobs)
             log.info("dedupe reconcile of %s (dedupe %s): %d blobs, %d digests, %d linked, %d copied in %.1fs",
                      store.route or "/", "on" if report.dedupe else "off", report.blobs, report.digests,
                      report.linked, report.copied, report.seconds)

@@ -1,4 +1,4 @@
-"""The dedupe cache: which paths of a store hold the bytes of a digest.
+"""The holder index (zot's dedupe "cache"): which paths of a store hold the bytes of a digest.
 
 zot's model: per digest one *original* holder plus the set of all holders.  Deleting a
 holder promotes another to original, so the bytes survive while anyone holds them.
@@ -6,6 +6,6 @@ Three drivers behind one interface, chosen by `cacheDriver`: `embedded` (SQLite 
 `<rootDirectory>/cache.db`; zot's `boltdb` name is an alias), `redis`, `dynamodb`.
 """
 
-from .base import BlobCache, open_cache
+from .base import HolderIndex, open_cache
 
-__all__ = ["BlobCache", "open_cache"]
+__all__ = ["HolderIndex", "open_cache"]

@@ -1,4 +1,4 @@
-"""The cache interface and the factory that reads zot's `cacheDriver` block."""
+"""The holder index interface and the factory that reads zot's `cacheDriver` block."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 
-class BlobCache(Protocol):
+class HolderIndex(Protocol):
     name: str
 
     async def add(self, digest: str, path: str) -> None:
@@ -32,7 +32,7 @@ class NamespacedCache:
     SQLite file when S3 stores name the same local directory): its digests are its own, so a
     store never judges, or drops, another store's holders."""
 
-    def __init__(self, inner: BlobCache, namespace: str) -> None:
+    def __init__(self, inner: HolderIndex, namespace: str) -> None:
         self.inner = inner
         self.name = inner.name
         self.prefix = f"{namespace}|"
@@ -53,7 +53,7 @@ class NamespacedCache:
         await self.inner.close()
 
 
-def open_cache(raw: Mapping[str, Any] | None, root_directory: str, namespace: str = "") -> BlobCache:
+def open_cache(raw: Mapping[str, Any] | None, root_directory: str, namespace: str = "") -> HolderIndex:
     """The cache a store's settings name (the embedded one when none is named).
 
     `namespace` tells stores apart (the subPaths route); the default store's keys are the
@@ -63,7 +63,7 @@ def open_cache(raw: Mapping[str, Any] | None, root_directory: str, namespace: st
     return NamespacedCache(cache, namespace) if namespace else cache
 
 
-def _open(raw: Mapping[str, Any] | None, root_directory: str) -> BlobCache:
+def _open(raw: Mapping[str, Any] | None, root_directory: str) -> HolderIndex:
     params = cache_params(raw)
     name = str(params.get("name", "embedded")).lower()
     if name in ("embedded", "boltdb"):

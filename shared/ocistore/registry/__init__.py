@@ -1,6 +1,6 @@
 """Registry semantics over a storage driver, one concern per module.
 
-`blobs`, `uploads`, `manifests`, `tags`, `referrers` and `catalog` are plain async
+`uploads`, `manifests`, `tags`, `referrers` and `catalog` are plain async
 functions taking a `Store`; the API, the CLI and the workers all call these.
 """
 

@@ -11,13 +11,9 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .. import dedupe
 from ..digests import Digest, digest_of
 from ..errors import ErrorCode, RegistryError
-from ..layout import blob_path
 from ..names import is_valid_tag
-from ..storage import PathNotFound
-from .blobs import stat_blob
 from .index import Descriptor, Draft
 from .manifest_doc import MAX_MANIFEST_BYTES, OFF_LOOP_BYTES, ManifestInfo, Ref, parse_manifest, parse_manifest_async
 from .store import Store
@@ -54,7 +50,7 @@ def _reference(reference: str, *, reading: bool = False) -> Digest | str:
 async def _check_references(store: Store, repo: str, info: ManifestInfo) -> None:
     """Every blob and child the manifest names is held whole by the repository.
 
-    Through `stat_blob`, so a directory at a blob's path, a dedupe reference whose original
+    Through the blob store's `stat`, so a directory at a blob's path, a dedupe reference whose original
     is gone, or a copy scrub found damaged all count as missing: the client pushes it again.
     """
     missing: list[str] = []
@@ -62,7 +58,7 @@ async def _check_references(store: Store, repo: str, info: ManifestInfo) -> None
     wanted += [r for r in info.blobs if not r.foreign]
     for digest in dict.fromkeys(r.digest for r in wanted):
         try:
-            await stat_blob(store, repo, Digest.parse(digest))
+            await store.blobs.stat(repo, Digest.parse(digest))
         except RegistryError:
             missing.append(digest)
     if missing:
@@ -97,33 +93,12 @@ async def put_manifest(store: Store, repo: str, reference: str, body: bytes, con
     async def store_and_tag(draft: Draft) -> None:
         # Under the repository's lock, so GC cannot remove a reference between check and write.
         await _check_references(store, repo, info)
-        path = blob_path(repo, digest)
-        try:
-            held = (await store.driver.stat(path)).size == len(body)
-        except PathNotFound:
-            held = False
-        if held:
-            await store.driver.touch(path)  # pushed again: fresh for GC's delay
-        else:
-            await store.driver.put_content(path, body)
+        await store.blobs.put_document(repo, digest, body)
         _remember(store, str(digest), info)
         await tagging(draft)
 
     await store.index.update(repo, store_and_tag)
     return Manifest(digest, info.media_type, len(body)), info, tags
-
-
-async def _read_small(store: Store, repo: str, digest: Digest) -> bytes | None:
-    """A stored manifest's bytes; None when absent or too large to be one (a layer's digest)."""
-    path = blob_path(repo, digest)
-    try:
-        info = await store.driver.stat(path)
-        if info.size > MAX_MANIFEST_BYTES:
-            return None
-        resolved = await dedupe.resolve(store, str(digest), path, info)
-        return await store.driver.get_content(resolved[0]) if resolved else None
-    except PathNotFound:
-        return None
 
 
 def _remember(store: Store, key: str, info: ManifestInfo) -> None:
@@ -144,7 +119,7 @@ async def read_manifest_info(store: Store, repo: str, digest: Digest, body: byte
     if isinstance(memo, ManifestInfo) and not (full and memo.annotations_elided):
         return memo
     if body is None:
-        body = await _read_small(store, repo, digest)
+        body = await store.blobs.read_small(repo, digest, MAX_MANIFEST_BYTES)
         if body is None:
             return None
     info = await parse_manifest_async(body, None)
@@ -174,20 +149,16 @@ async def get_manifest(store: Store, repo: str, reference: str, with_body: bool 
         digest = ref
         desc = idx.by_digest.get(str(digest))
     if with_body or desc is None:
-        body = await _read_small(store, repo, digest)
+        body = await store.blobs.read_small(repo, digest, MAX_MANIFEST_BYTES)
         if body is None:
             raise unknown
         size = len(body)
     else:
         body = None
-        path = blob_path(repo, digest)
-        try:
-            resolved = await dedupe.resolve(store, str(digest), path, await store.driver.stat(path))
-        except PathNotFound:
-            raise unknown from None
-        if resolved is None:
+        found = await store.blobs.find(repo, digest)
+        if found is None:
             raise unknown
-        size = resolved[1].size
+        size = found.info.size
     if desc is not None and isinstance(desc.get("mediaType"), str):
         media_type = desc["mediaType"]
     else:
@@ -216,9 +187,6 @@ async def delete_manifest(store: Store, repo: str, reference: str) -> None:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"digest": str(digest)})
 
     async def remove_file() -> None:
-        try:
-            await dedupe.delete_holder(store, blob_path(repo, digest))
-        except PathNotFound:
-            pass
+        await store.blobs.discard(repo, digest)
 
     await store.index.update(repo, forget, after_write=remove_file)

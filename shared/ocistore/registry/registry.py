@@ -35,8 +35,8 @@ class Registry:
         """Close every store's driver and cache connections of the running event loop."""
         for store in self.stores.values():
             await store.driver.close()
-            if store.cache is not None:
-                await store.cache.close()
+            if store.blobs.holders is not None:
+                await store.blobs.holders.close()
 
     def store_for(self, repo: str) -> Store:
         first = repo.split("/", 1)[0]
@@ -57,12 +57,12 @@ def _driver(cfg: StorageConfig) -> StorageDriver:
 
 def _make_store(cfg: StorageConfig, locks: Locks, route: str) -> Store:
     driver = _driver(cfg)
-    cache = None
+    holders = None
     if cfg.dedupe:
         # Local disk dedupes by hard link; S3 by reference.  A local filesystem without
         # hard links (some network and FUSE ones) gets no dedupe rather than failing pushes.
         if driver.supports_links or driver.name == "s3":
-            cache = open_cache(cfg.cache_driver, cfg.root_directory, route)
+            holders = open_cache(cfg.cache_driver, cfg.root_directory, route)
         else:
             log.warning("store %s: %s cannot hold hard links, so dedupe is off", route or "/", cfg.root_directory)
-    return Store(driver, cfg, locks, route, cache)
+    return Store(driver, cfg, locks, route, holders)

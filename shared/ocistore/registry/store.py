@@ -4,14 +4,15 @@ Every memo here is a shortcut, never the source of truth: a hasher is trusted on
 when its byte count matches the upload file, a parsed index only while the file's
 identity is unchanged, and manifest metadata is keyed by digest (immutable content).
 Each is bounded by an estimate of the memory it holds, not only by its number of entries.
-("Cache" is kept for the dedupe holder index: `self.cache`.)
+("Cache" is kept for the dedupe holder index, which the blob store holds.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..cache import BlobCache
+from ..blobstore import BlobStore
+from ..cache import HolderIndex
 from ..coalesce import Coalesced
 from ..config import StorageConfig
 from ..damage import DamageRegister
@@ -38,19 +39,15 @@ class UploadHash:
 
 class Store:
     def __init__(self, driver: StorageDriver, config: StorageConfig, locks: Locks, route: str = "",
-                 cache: BlobCache | None = None) -> None:
+                 holders: HolderIndex | None = None) -> None:
         self.driver = driver
-        # The dedupe cache; None when dedupe is off.
-        self.cache = cache
-        # Dedupe by reference (placeholders resolved through the cache) where there are no links.
-        self.references = cache is not None and not driver.supports_links
-        # (when read, whether the last dedupe reconcile left the store deduplicated): see dedupe.
-        self.recorded_dedupe: tuple[float, bool] | None = None
         self.config = config
         self.locks = locks
         self.route = route
         self.index = IndexStore(driver, locks)
         self.damage = DamageRegister(driver)
+        self.blobs = BlobStore(driver, locks, self.damage, holders,
+                               gc_delay=config.gc_delay if config.gc else None)
         self.upload_hashes: Recent[str, UploadHash] = Recent(4096)
         self.manifest_meta: Recent[str, object] = Recent(MANIFEST_MEMO_ENTRIES, MANIFEST_MEMO_BYTES)
         self.upload_quota = UploadQuota(config.max_uploads_per_repository, config.max_uploads)
@@ -67,27 +64,20 @@ class Store:
         return await self.driver.dirs_containing(markers, frozenset({BLOBS_DIR}))
 
     async def stray_temporaries(self, repo: str, older_than: float) -> list[FileInfo]:
-        """Temp files a killed writer left beside the repository's index.json or in its
-        `blobs/<alg>/`, older than `older_than`: GC collects them, scrub reports them."""
+        """Temp files a killed writer left beside the repository's index.json, older than
+        `older_than` (those in `blobs/` are the blob store's): GC collects them, scrub reports them."""
         strays: list[FileInfo] = []
-        dirs = [repo]
         try:
-            dirs += [f"{repo}/{BLOBS_DIR}/{a.rstrip('/')}" for a in await self.driver.list(f"{repo}/{BLOBS_DIR}")
-                     if a.endswith("/")]
+            names = await self.driver.list(repo)
         except PathNotFound:
-            pass
-        for directory in dirs:
+            names = []
+        for name in names:
+            if name.endswith("/") or not is_temporary(name):
+                continue
             try:
-                names = await self.driver.list(directory)
+                info = await self.driver.stat(f"{repo}/{name}")
             except PathNotFound:
                 continue
-            for name in names:
-                if name.endswith("/") or not is_temporary(name):
-                    continue
-                try:
-                    info = await self.driver.stat(f"{directory}/{name}")
-                except PathNotFound:
-                    continue
-                if info.mtime <= older_than:
-                    strays.append(info)
+            if info.mtime <= older_than:
+                strays.append(info)
         return strays

@@ -26,12 +26,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from .. import dedupe
 from ..digests import Digest, Hasher, new_hasher
 from ..errors import ErrorCode, RegistryError
 from ..layout import UPLOAD_ID_RE, upload_path, uploads_dir
 from ..locks import Lease, LeaseLost, LockTimeout
+from ..names import is_valid_name
 from ..storage import FileInfo, FileWriter, PathNotFound, is_storage_full
+from .catalog import list_repositories
 from .store import Store, UploadHash
 
 PIECE = 1 << 20
@@ -324,7 +325,7 @@ async def finish(store: Store, repo: str, upload_id: str, digest: Digest,
             mismatch = None
         if mismatch is None:
             lease.check()
-            await dedupe.place(store, repo, digest, path, total)
+            await store.blobs.place(repo, digest, path, total)
             store.upload_quota.closed(repo)
     # The session is over either way (placed, or dropped on a mismatch): its lock goes too.
     await store.locks.forget(_lock_name(repo, upload_id))
@@ -346,7 +347,22 @@ async def monolithic(store: Store, repo: str, digest: Digest, chunks: AsyncItera
     if hasher.hexdigest() != digest.encoded:
         await _drop(store, path)
         raise RegistryError(ErrorCode.DIGEST_INVALID, {"digest": str(digest)})
-    await dedupe.place(store, repo, digest, path, writer.size)
+    await store.blobs.place(repo, digest, path, writer.size)
+
+
+async def mount(store: Store, repo: str, digest: Digest, from_repo: str | None) -> bool:
+    """Make `repo` hold a blob another repository of the store holds; False when none does.
+
+    Without `from_repo` (spec 1.1) the blob may come from anywhere in the store: the holder
+    index's original, or (dedupe off) any repository that holds it.
+    """
+    if from_repo is not None:
+        if not is_valid_name(from_repo) or from_repo == repo:
+            return False
+        return await store.blobs.mount(repo, digest, [from_repo])
+    if store.blobs.holders is not None:
+        return await store.blobs.mount(repo, digest, None)
+    return await store.blobs.mount(repo, digest, [r async for r in list_repositories(store) if r != repo])
 
 
 async def cancel(store: Store, repo: str, upload_id: str) -> None:
