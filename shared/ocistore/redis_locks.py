@@ -58,10 +58,16 @@ _RENEW = (
 
 
 class Breaker:
-    """Open after a failure: callers are refused at once until the cool-down ends."""
+    """Open after a failure: callers are refused at once until the cool-down ends.
+
+    The cool-down doubles with each failed probe (a call sent after the breaker last opened),
+    never with the calls an outage caught in flight: under load a dozen of them fail together,
+    and counting each would refuse writes for MAX_COOLDOWN after a blip of a moment.
+    """
 
     def __init__(self) -> None:
         self._open_until = 0.0
+        self._opened_at = float("-inf")
         self._cooldown = MIN_COOLDOWN
         self._down_since: float | None = None
 
@@ -69,11 +75,15 @@ class Breaker:
         if time.monotonic() < self._open_until:
             raise LocksUnavailable("redis unreachable")
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException, sent: float) -> None:
+        """A call sent at `sent` (monotonic) failed."""
         now = time.monotonic()
         if self._down_since is None:
             self._down_since = now
             log.error("redis unreachable (%s): writes answer 503 until it is back; pulls go on", exc)
+        if sent < self._opened_at:
+            return  # sent before the breaker opened: the failure that opened it, seen again
+        self._opened_at = now
         self._open_until = now + self._cooldown
         self._cooldown = min(self._cooldown * 2, MAX_COOLDOWN)
 
@@ -108,10 +118,11 @@ class RedisLocks:
 
     async def _call(self, script: str, key: str, *args: Any) -> int:
         self._breaker.check()
+        sent = time.monotonic()
         try:
             answer = await self._client().eval(script, 1, key, *args)
         except REDIS_ERRORS as exc:
-            self._breaker.failed(exc)
+            self._breaker.failed(exc, sent)
             raise LocksUnavailable(str(exc)) from None
         self._breaker.succeeded()
         return int(answer)
@@ -164,22 +175,24 @@ class RedisLocks:
 
     async def try_claim(self, name: str, ttl: float) -> bool:
         """False when Redis is unreachable: the claimed work waits for its next turn."""
+        sent = time.monotonic()
         try:
             self._breaker.check()
             claimed = await self._client().set(f"{self._prefix}claim:{name}", "1", nx=True, px=int(ttl * 1000))
         except LocksUnavailable:
             return False
         except REDIS_ERRORS as exc:
-            self._breaker.failed(exc)
+            self._breaker.failed(exc, sent)
             return False
         self._breaker.succeeded()
         return bool(claimed)
 
     async def release_claim(self, name: str) -> None:
+        sent = time.monotonic()
         try:
             self._breaker.check()
             await self._client().delete(f"{self._prefix}claim:{name}")
         except LocksUnavailable:
             pass
         except REDIS_ERRORS as exc:
-            self._breaker.failed(exc)
+            self._breaker.failed(exc, sent)
