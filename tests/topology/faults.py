@@ -151,7 +151,7 @@ class Ledger:
         self.acks: list[Ack] = []
         self.failures: list[str] = []
         self.gone: list[str] = []  # requests cut off by a replica taken away
-        self.refused: list[tuple[float, str]] = []  # (when, what) of each 503 allowed
+        self.refused: list[tuple[float, str]] = []  # (when, which replica) of each 503 allowed
         self.pushes = 0
         self.retried_pushes = 0  # pushed again on a survivor after a Gone
         self.allow_refused = allow_refused
@@ -264,7 +264,7 @@ class Pusher:
             return resp
         if resp.status_code == 503 and resp.headers.get("Retry-After") and self.ledger.allow_refused():
             with self.ledger.lock:
-                self.ledger.refused.append((time.time(), what))
+                self.ledger.refused.append((time.time(), replica.name))
             raise Refused(what)
         raise Failed(f"{what}: {resp.status_code} {resp.headers.get('Retry-After')} {resp.text[:300]}")
 
