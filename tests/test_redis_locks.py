@@ -134,6 +134,35 @@ def test_an_outage_found_by_many_calls_at_once_costs_the_first_cooldown_only(own
     assert waited < MIN_COOLDOWN + 0.5, f"locks came back {waited:.1f}s after Redis did"
 
 
+def test_a_release_redis_missed_is_made_once_it_answers_again(own_redis: RedisServer) -> None:
+    """A lease released while Redis hung is released for real once Redis answers: its name is
+    free again at once, not one TTL later (a hiccup must not stall a repository's tags for 6 s)."""
+    holder, other = RedisLocks(own_redis.url), RedisLocks(own_redis.url)
+    proc = own_redis.proc
+    assert proc is not None
+
+    async def scenario() -> float:
+        async with holder.hold("index:r"):
+            os.kill(proc.pid, signal.SIGSTOP)
+            # Another request of the holder's process times out: the breaker opens, so the
+            # release below is refused before it is even sent.
+            assert not await holder.try_claim("other", 1)
+        os.kill(proc.pid, signal.SIGCONT)
+        back = time.monotonic()
+        n = 0
+        while not await holder.try_claim(f"probe-{n}", 1):  # refused while the breaker is open
+            n += 1
+            assert time.monotonic() - back < 15, "the holder never reached Redis again"
+            await asyncio.sleep(0.05)
+        async with other.hold("index:r", wait=15):
+            return time.monotonic() - back
+    try:
+        waited = run(scenario())
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    assert waited < MIN_COOLDOWN + 1.0, f"the lock was free again only {waited:.1f}s after Redis answered"
+
+
 def test_locks_work_again_once_redis_is_back(own_redis: RedisServer) -> None:
     locks = RedisLocks(own_redis.url)
 
