@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from ocistore.locks import LeaseLost, LocksUnavailable, LockTimeout
-from ocistore.redis_locks import SOCKET_TIMEOUT, RedisLocks
+from ocistore.redis_locks import MIN_COOLDOWN, SOCKET_TIMEOUT, RedisLocks
 from tests.servers import RedisServer, running_redis
 
 T = TypeVar("T")
@@ -106,6 +106,61 @@ def test_a_hung_redis_costs_one_timeout_not_one_per_lock(own_redis: RedisServer)
         assert run(scenario()) < 3 * SOCKET_TIMEOUT
     finally:
         os.kill(own_redis.proc.pid, signal.SIGCONT)
+
+
+def test_an_outage_found_by_many_calls_at_once_costs_the_first_cooldown_only(own_redis: RedisServer) -> None:
+    """The cool-down doubles with each failed probe, not with each call the outage caught in
+    flight: under load, a Redis restart of a moment must not refuse writes for MAX_COOLDOWN."""
+    locks = RedisLocks(own_redis.url)
+    run(locks.try_claim("warm-up", 1))
+    own_redis.stop()
+
+    async def scenario() -> float:
+        async def refused(i: int) -> None:
+            with pytest.raises(LocksUnavailable):
+                async with locks.hold(f"index:r{i}"):
+                    pass
+        await asyncio.gather(*(refused(i) for i in range(8)))  # all sent before the first fails
+        own_redis.start()
+        back = time.monotonic()
+        while True:
+            try:
+                async with locks.hold("index:r", wait=1.0):
+                    return time.monotonic() - back
+            except LocksUnavailable:
+                assert time.monotonic() - back < 15, "locks never came back after Redis did"
+                await asyncio.sleep(0.02)
+    waited = run(scenario())
+    assert waited < MIN_COOLDOWN + 0.5, f"locks came back {waited:.1f}s after Redis did"
+
+
+def test_a_release_redis_missed_is_made_once_it_answers_again(own_redis: RedisServer) -> None:
+    """A lease released while Redis hung is released for real once Redis answers: its name is
+    free again at once, not one TTL later (a hiccup must not stall a repository's tags for 6 s)."""
+    holder, other = RedisLocks(own_redis.url), RedisLocks(own_redis.url)
+    proc = own_redis.proc
+    assert proc is not None
+
+    async def scenario() -> float:
+        async with holder.hold("index:r"):
+            os.kill(proc.pid, signal.SIGSTOP)
+            # Another request of the holder's process times out: the breaker opens, so the
+            # release below is refused before it is even sent.
+            assert not await holder.try_claim("other", 1)
+        os.kill(proc.pid, signal.SIGCONT)
+        back = time.monotonic()
+        n = 0
+        while not await holder.try_claim(f"probe-{n}", 1):  # refused while the breaker is open
+            n += 1
+            assert time.monotonic() - back < 15, "the holder never reached Redis again"
+            await asyncio.sleep(0.05)
+        async with other.hold("index:r", wait=15):
+            return time.monotonic() - back
+    try:
+        waited = run(scenario())
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    assert waited < MIN_COOLDOWN + 1.0, f"the lock was free again only {waited:.1f}s after Redis answered"
 
 
 def test_locks_work_again_once_redis_is_back(own_redis: RedisServer) -> None:

@@ -9,7 +9,11 @@ owner.  Three things make Redis trouble cost seconds, never an acknowledged writ
   `MAX_COOLDOWN`), so a hung Redis costs one socket timeout, not one per lock.
 - *Leases are watched.* A renewal that finds the key gone or taken, or renewals failing for
   two thirds of the TTL, mark the lease lost; its holder's `check()` then refuses the write.
-  A lock Redis applied after its client gave up blocks its name for one TTL at most.
+- *Nothing is left held.* A release Redis missed (refused by the open breaker, or timed out),
+  and an acquire it may have applied after its client gave up (a hung Redis runs the commands
+  it had read once it goes on), are released again as soon as Redis answers: a hiccup must not
+  block those names until their TTL runs out.  Each release checks its token, so a name
+  another holder has taken since is left alone.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ log = logging.getLogger("ocistore.locks")
 LEASE_TTL = 6.0
 SOCKET_TIMEOUT = 1.0
 MIN_COOLDOWN, MAX_COOLDOWN = 0.5, 8.0
+MAX_MISSED = 10_000  # releases kept for Redis's return; past that, they expire within one TTL
 # Any answer but the script's: unreachable, timed out, or refused (a read-only replica after a
 # failover, out of memory, MISCONF). None of them may let a write go on.
 REDIS_ERRORS = (redis.exceptions.RedisError, OSError)
@@ -58,10 +63,16 @@ _RENEW = (
 
 
 class Breaker:
-    """Open after a failure: callers are refused at once until the cool-down ends."""
+    """Open after a failure: callers are refused at once until the cool-down ends.
+
+    The cool-down doubles with each failed probe (a call sent after the breaker last opened),
+    never with the calls an outage caught in flight: under load a dozen of them fail together,
+    and counting each would refuse writes for MAX_COOLDOWN after a blip of a moment.
+    """
 
     def __init__(self) -> None:
         self._open_until = 0.0
+        self._opened_at = float("-inf")
         self._cooldown = MIN_COOLDOWN
         self._down_since: float | None = None
 
@@ -69,11 +80,15 @@ class Breaker:
         if time.monotonic() < self._open_until:
             raise LocksUnavailable("redis unreachable")
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException, sent: float) -> None:
+        """A call sent at `sent` (monotonic) failed."""
         now = time.monotonic()
         if self._down_since is None:
             self._down_since = now
             log.error("redis unreachable (%s): writes answer 503 until it is back; pulls go on", exc)
+        if sent < self._opened_at:
+            return  # sent before the breaker opened: the failure that opened it, seen again
+        self._opened_at = now
         self._open_until = now + self._cooldown
         self._cooldown = min(self._cooldown * 2, MAX_COOLDOWN)
 
@@ -92,6 +107,8 @@ class RedisLocks:
         self._breaker = Breaker()
         # One client per event loop: the single-process mode runs several loops.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._missed: dict[str, str] = {}  # key -> token: to release once Redis answers again
+        self._releasing: set[asyncio.Task[None]] = set()
 
     def _client(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -106,15 +123,43 @@ class RedisLocks:
             self._clients[loop] = client
         return client
 
-    async def _call(self, script: str, key: str, *args: Any) -> int:
+    async def _call(self, script: str, key: str, *args: Any, undo: str | None = None) -> int:
+        """Run a script; with `undo`, a failure after it was sent leaves that token to release
+        (Redis may yet apply the script)."""
         self._breaker.check()
+        sent = time.monotonic()
         try:
             answer = await self._client().eval(script, 1, key, *args)
         except REDIS_ERRORS as exc:
-            self._breaker.failed(exc)
+            self._breaker.failed(exc, sent)
+            if undo is not None:
+                self._miss(key, undo)
             raise LocksUnavailable(str(exc)) from None
-        self._breaker.succeeded()
+        self._answered()
         return int(answer)
+
+    def _miss(self, key: str, token: str) -> None:
+        if len(self._missed) < MAX_MISSED:
+            self._missed[key] = token
+
+    def _answered(self) -> None:
+        """Redis answered: close the breaker, and send the releases it missed (in the background)."""
+        self._breaker.succeeded()
+        if not self._missed:
+            return
+        missed, self._missed = list(self._missed.items()), {}
+        task = asyncio.get_running_loop().create_task(self._release_missed(missed))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    async def _release_missed(self, missed: list[tuple[str, str]]) -> None:
+        for n, (key, token) in enumerate(missed):
+            try:
+                await self._call(_RELEASE, key, token)
+            except LocksUnavailable:
+                for later_key, later_token in missed[n:]:
+                    self._miss(later_key, later_token)
+                return
 
     @asynccontextmanager
     async def hold(self, name: str, wait: float | None = None) -> AsyncIterator[Lease]:
@@ -123,7 +168,7 @@ class RedisLocks:
         pause = 0.001
         while True:
             sent = time.monotonic()
-            if await self._call(_ACQUIRE, key, token, self._ttl_ms):
+            if await self._call(_ACQUIRE, key, token, self._ttl_ms, undo=token):
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 raise LockTimeout(name)
@@ -138,7 +183,7 @@ class RedisLocks:
             try:
                 await self._call(_RELEASE, key, token)
             except LocksUnavailable:
-                pass  # it expires within one TTL
+                self._miss(key, token)  # released once Redis answers, or it expires within one TTL
 
     async def _renew(self, key: str, token: str, lease: Lease) -> None:
         """Renew every third of the TTL, moving `valid_until` on from when each renewal was
@@ -164,22 +209,24 @@ class RedisLocks:
 
     async def try_claim(self, name: str, ttl: float) -> bool:
         """False when Redis is unreachable: the claimed work waits for its next turn."""
+        sent = time.monotonic()
         try:
             self._breaker.check()
             claimed = await self._client().set(f"{self._prefix}claim:{name}", "1", nx=True, px=int(ttl * 1000))
         except LocksUnavailable:
             return False
         except REDIS_ERRORS as exc:
-            self._breaker.failed(exc)
+            self._breaker.failed(exc, sent)
             return False
-        self._breaker.succeeded()
+        self._answered()
         return bool(claimed)
 
     async def release_claim(self, name: str) -> None:
+        sent = time.monotonic()
         try:
             self._breaker.check()
             await self._client().delete(f"{self._prefix}claim:{name}")
         except LocksUnavailable:
             pass
         except REDIS_ERRORS as exc:
-            self._breaker.failed(exc)
+            self._breaker.failed(exc, sent)
