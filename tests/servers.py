@@ -74,9 +74,12 @@ def write_config(workdir: Path, storage: dict[str, Any] | None,
     Returns (root, port, url, config path)."""
     root, port = workdir / "data", free_port()
     extra = dict(extra or {})
+    storage = _embedded_index_unless_named({"rootDirectory": str(root), **(storage or {})})
+    if "subPaths" in storage:
+        storage["subPaths"] = {r: _embedded_index_unless_named(s) for r, s in storage["subPaths"].items()}
     config: dict[str, Any] = {
         "distSpecVersion": "1.1.0",
-        "storage": {"rootDirectory": str(root), **(storage or {})},
+        "storage": storage,
         "http": {"address": "127.0.0.1", "port": str(port), **extra.pop("http", {})},
         "log": {"level": "info"},
         **extra,
@@ -84,6 +87,14 @@ def write_config(workdir: Path, storage: dict[str, Any] | None,
     path = workdir / "config.json"
     path.write_text(json.dumps(config, indent=2))
     return root, port, f"http://127.0.0.1:{port}", path
+
+
+def _embedded_index_unless_named(store: dict[str, Any]) -> dict[str, Any]:
+    """A store on S3 with no cacheDriver gets the embedded holder index, as the tests mean it
+    (zot's default there is a remote one: remoteCache true, which needs a cacheDriver)."""
+    if "storageDriver" in store and "cacheDriver" not in store and "remoteCache" not in store:
+        return {**store, "remoteCache": False}
+    return store
 
 
 @contextmanager

@@ -137,15 +137,14 @@ def locks_for(config: Config, storage: StorageConfig | None = None) -> Locks:
     which exclude only this host's processes (one host per S3 store without Redis).
     """
     storage = storage or config.storage
-    if not storage.storage_driver:
-        return FileLocks(os.path.join(os.path.abspath(storage.root_directory), STORE_LOCK_DIR))
+    s3 = storage.storage_driver
+    if s3 is None:
+        return FileLocks(os.path.join(os.path.abspath(storage.local_root), STORE_LOCK_DIR))
     if config.redis_url:
         from .redis_locks import RedisLocks
 
         return RedisLocks(config.redis_url)
-    bucket = {str(k).lower(): v for k, v in storage.storage_driver.items()}
-    return FileLocks(default_lock_dir(f"s3:{bucket.get('regionendpoint')}:{bucket.get('bucket')}:"
-                                      f"{bucket.get('rootdirectory')}"))
+    return FileLocks(default_lock_dir(f"s3:{s3.regionendpoint}:{s3.bucket}:{s3.rootdirectory}"))
 
 
 class LocalLocks:

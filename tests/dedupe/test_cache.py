@@ -6,14 +6,22 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from ocistore.cache import open_cache
+from ocistore.config import CacheDriverConfig
 
 D = "sha256:" + "ab" * 32
+
+def holder_index(raw: dict[str, object] | None) -> CacheDriverConfig | None:
+    """A `cacheDriver` block as a config file gives it."""
+    return None if raw is None else TypeAdapter(CacheDriverConfig).validate_python(raw, context={"file": True})
+
 
 
 def test_original_holders_and_promotion(cache_storage: dict[str, Any], tmp_path: Path) -> None:
     async def scenario() -> None:
-        cache = open_cache(cache_storage.get("cacheDriver"), str(tmp_path))
+        cache = open_cache(holder_index(cache_storage.get("cacheDriver")), str(tmp_path))
         try:
             assert await cache.original(D) is None
             assert await cache.holders(D) == []
@@ -41,7 +49,7 @@ def test_the_original_is_the_first_holder_whatever_the_clocks(cache_storage: dic
     from unittest import mock
 
     async def scenario() -> None:
-        cache = open_cache(cache_storage.get("cacheDriver"), str(tmp_path))
+        cache = open_cache(holder_index(cache_storage.get("cacheDriver")), str(tmp_path))
         try:
             with mock.patch.object(time, "time", return_value=2_000_000_000.0):  # a replica years ahead
                 await cache.add(D, "ahead/blobs/sha256/x")

@@ -7,13 +7,20 @@ import uuid
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter
 
 from ocistore.cache import open_cache
+from ocistore.config import CacheDriverConfig
 from tests.moto import REGION, MotoServer
 from tests.moto import moto_iam as moto_iam
 
 D = "sha256:" + "cd" * 32
 ACTIONS = ["dynamodb:CreateTable", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+
+def holder_index(raw: dict[str, object] | None) -> CacheDriverConfig | None:
+    """A `cacheDriver` block as a config file gives it."""
+    return None if raw is None else TypeAdapter(CacheDriverConfig).validate_python(raw, context={"file": True})
+
 
 
 def test_cache_contract_holds_under_zots_table_policy(
@@ -27,8 +34,8 @@ def test_cache_contract_holds_under_zots_table_policy(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
 
     async def scenario() -> None:
-        cache = open_cache({"name": "dynamodb", "endpoint": moto_iam.url, "region": REGION,
-                            "cacheTablename": table}, str(tmp_path))
+        cache = open_cache(holder_index({"name": "dynamodb", "endpoint": moto_iam.url, "region": REGION,
+                                         "cacheTablename": table}), str(tmp_path))
         try:
             await cache.add(D, "a/blobs/sha256/x")
             await cache.add(D, "b/blobs/sha256/x")

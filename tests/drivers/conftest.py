@@ -51,7 +51,7 @@ def make_driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driv
     closers: list[asyncio.Task[None]] = []
 
     def make() -> StorageDriver:
-        driver = S3Driver.from_params(params, commit=False)
+        driver = S3Driver.from_params(params)
         closers.append(close_with_loop(driver))
         return driver
 

@@ -16,9 +16,11 @@ from typing import Any, cast
 import pytest
 from botocore.exceptions import ClientError
 
+from ocistore.config import S3DriverConfig
+from ocistore.config.drivers import MIB
 from ocistore.errors import ErrorCode, RegistryError
 from ocistore.storage import PathNotFound, s3
-from ocistore.storage.s3 import MIB, S3Driver, S3Params
+from ocistore.storage.s3 import S3Driver
 from tests.moto import MotoServer, zot_s3_policy
 from tests.moto import moto_iam as moto_iam
 from tests.servers import free_port
@@ -29,7 +31,7 @@ CHUNK = 5 * MIB
 
 def run(params: dict[str, Any], body: Body) -> None:
     async def main() -> None:
-        driver = S3Driver.from_params(params, commit=False)
+        driver = S3Driver.from_params(params)
         try:
             await body(driver)
         finally:
@@ -251,8 +253,9 @@ def test_rootdirectory_scopes_the_keys(moto_s3: MotoServer, bucket: str) -> None
 
 def test_parameters_are_checked() -> None:
     base = {"name": "s3", "bucket": "b", "region": "us-east-1"}
-    parsed = S3Params.parse({"Name": "s3", "Bucket": "b", "RegionEndpoint": "127.0.0.1:9000", "Secure": "false",
-                             "ForcePathStyle": True, "RootDirectory": "/ocistore/", "ChunkSize": "6291456"})
+    given = {"Name": "s3", "Bucket": "b", "RegionEndpoint": "127.0.0.1:9000", "Secure": "false",
+             "ForcePathStyle": True, "RootDirectory": "/ocistore/", "ChunkSize": "6291456"}
+    parsed = S3DriverConfig.model_validate(given, context={"file": True})
     assert parsed.regionendpoint == "http://127.0.0.1:9000" and parsed.forcepathstyle
     assert parsed.rootdirectory == "ocistore" and parsed.chunksize == 6 * MIB
     assert parsed.storageclass == "STANDARD" and not parsed.skipverify
@@ -271,7 +274,7 @@ def test_parameters_are_checked() -> None:
     ]
     for given, named in bad:
         with pytest.raises(ValueError, match=named):
-            S3Driver.from_params(given, commit=False)
+            S3Driver.from_params(given)
 
 
 def test_a_missing_bucket_is_unavailable_at_once(moto_s3: MotoServer, caplog: pytest.LogCaptureFixture) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ocistore.blobstore import reconcile
-from ocistore.config import Config, ConfigError, load_config
+from ocistore.config import Config, ConfigError, json_schema, load_config
+from ocistore.config.base import redact
 from ocistore.durations import format_duration
 from ocistore.gc import collect_repository
 from ocistore.logs import setup_logging
@@ -21,6 +22,7 @@ from ocistore.scrub import load_report, report_rows, scrub_store
 from ocistore.usage import measure
 
 from .progress import Progress
+from .verify import problems_connecting, problems_on_disk
 
 
 def _load(path: str | None) -> Config:
@@ -41,18 +43,28 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 
 def _cmd_verify(args: argparse.Namespace) -> None:
     config = _load(args.config)
+    found = problems_on_disk(config) + (problems_connecting(config) if args.connect else [])
+    if found:
+        for problem in found:
+            print(f"ocistore: {problem}", file=sys.stderr)
+        raise SystemExit(1)
     print(f"{args.config}: ok")
     for route, s in {"/": config.storage, **config.storage.sub_paths}.items():
-        cache = (s.cache_driver or {}).get("name", "embedded") if s.dedupe else "none"
-        driver = (s.storage_driver or {}).get("name", "local")
-        print(f"  store {route}: {driver} {s.root_directory}, dedupe {s.dedupe} (cache {cache}), gc {s.gc}, "
+        cache = (s.cache_driver.name if s.cache_driver else "embedded") if s.dedupe else "none"
+        where = f"s3 {s.storage_driver.bucket}/{s.storage_driver.rootdirectory}" if s.storage_driver \
+            else f"local {s.root_directory}"
+        print(f"  store {route}: {where}, dedupe {s.dedupe} (cache {cache}), gc {s.gc}, "
               f"gcDelay {format_duration(s.gc_delay)}, gcInterval {format_duration(s.gc_interval)}, "
               f"commit {s.commit}")
     print(f"  listens on {config.http.address}:{config.http.port}")
     if config.redis_url:
-        print(f"  redis {config.redis_url}")
+        print(f"  redis {redact('redis', config.redis_url)}")
     if config.scrub.enable:
         print(f"  scrub every {format_duration(config.scrub.interval)}")
+
+
+def _cmd_schema(args: argparse.Namespace) -> None:
+    print(json.dumps(json_schema(), indent=2))
 
 
 async def _closing(registry: Registry, work: Coroutine[Any, Any, None]) -> None:
@@ -209,10 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("config", nargs="?", help="zot-format config file (.json, .yaml or .yml)")
     serve.set_defaults(func=_cmd_serve)
-    verify = sub.add_parser("verify", help="check a config file and exit non-zero on a problem",
-                            description="Check a config file: every key known and every value valid.")
+    verify = sub.add_parser(
+        "verify", help="check a config file and exit non-zero on a problem",
+        description="Check a config file: every key known and every value valid, the directories it names "
+                    "writable and the files it names readable. Dials no server unless --connect.")
     verify.add_argument("config", help="zot-format config file (.json, .yaml or .yml)")
+    verify.add_argument("--connect", action="store_true",
+                        help="also reach Redis, S3 and DynamoDB with the configured credentials")
     verify.set_defaults(func=_cmd_verify)
+    schema = sub.add_parser("schema", help="print the config's JSON Schema",
+                            description="Print the JSON Schema of the configuration file, keys as zot spells them.")
+    schema.set_defaults(func=_cmd_schema)
     gc = sub.add_parser(
         "gc", help="collect garbage now, in the foreground",
         description="Remove what no tag reaches (untagged manifests, unreferenced blobs, stale uploads) once "

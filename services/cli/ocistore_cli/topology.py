@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from ocistore.config import Config
@@ -103,7 +102,7 @@ class Topology:
                                 "--appendonly", "no", "--dir", str(self.workdir)], "redis")
             _wait_port(port, proc)
             env["OCISTORE_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-            self.config = replace(self.config, redis_url=env["OCISTORE_REDIS_URL"])
+            self.config = self.config.model_copy(update={"redis": env["OCISTORE_REDIS_URL"]})
         for i in range(self.replicas):
             port = free_port()
             proc = self._spawn([str(BIN / "ocistore-api"), str(self.config_path), "--port", str(port)],

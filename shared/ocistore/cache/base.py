@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
+
+from ..config import CacheDriverConfig, EmbeddedCacheConfig, RedisCacheConfig
 
 
 class HolderIndex(Protocol):
@@ -21,10 +22,6 @@ class HolderIndex(Protocol):
         """Forget a holder; when it was the original another holder becomes the original."""
 
     async def close(self) -> None: ...
-
-
-def cache_params(raw: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {str(k).lower(): v for k, v in (raw or {}).items()}
 
 
 class NamespacedCache:
@@ -53,29 +50,25 @@ class NamespacedCache:
         await self.inner.close()
 
 
-def open_cache(raw: Mapping[str, Any] | None, root_directory: str, namespace: str = "") -> HolderIndex:
-    """The cache a store's settings name (the embedded one when none is named).
+def open_cache(config: CacheDriverConfig | None, root_directory: str, namespace: str = "") -> HolderIndex:
+    """The holder index a store's settings name (the embedded one when none is named).
 
     `namespace` tells stores apart (the subPaths route); the default store's keys are the
     plain digests.
     """
-    cache = _open(raw, root_directory)
-    return NamespacedCache(cache, namespace) if namespace else cache
+    index = _open(config, root_directory)
+    return NamespacedCache(index, namespace) if namespace else index
 
 
-def _open(raw: Mapping[str, Any] | None, root_directory: str) -> HolderIndex:
-    params = cache_params(raw)
-    name = str(params.get("name", "embedded")).lower()
-    if name in ("embedded", "boltdb"):
+def _open(config: CacheDriverConfig | None, root_directory: str) -> HolderIndex:
+    if config is None or isinstance(config, EmbeddedCacheConfig):
         from .embedded import EmbeddedCache
 
-        return EmbeddedCache(params.get("rootdir") or root_directory)
-    if name == "redis":
+        return EmbeddedCache(config.rootdir if config is not None and config.rootdir else root_directory)
+    if isinstance(config, RedisCacheConfig):
         from .redis_cache import RedisCache
 
-        return RedisCache(params["url"], str(params.get("keyprefix", "ocistore")))
-    if name == "dynamodb":
-        from .dynamodb import DynamoDBCache
+        return RedisCache(config.target, config.keyprefix)
+    from .dynamodb import DynamoDBCache
 
-        return DynamoDBCache(params)
-    raise ValueError(f"cacheDriver.name: unknown cache driver {name!r} (embedded, boltdb, redis or dynamodb)")
+    return DynamoDBCache(config)

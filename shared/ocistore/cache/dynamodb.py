@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
 from typing import Any
+
+from ..config import DynamoDBCacheConfig
 
 
 class DynamoDBCache:
     name = "dynamodb"
 
-    def __init__(self, params: Mapping[str, Any]) -> None:
-        table = params.get("cachetablename")
-        if not isinstance(table, str) or not table:
-            raise ValueError("cacheDriver.cacheTablename: required for dynamodb")
-        self.table = table
-        self.endpoint = params.get("endpoint")
-        self.region = params.get("region") or "us-east-1"
+    def __init__(self, config: DynamoDBCacheConfig) -> None:
+        self.table = config.cachetablename
+        self.endpoint = config.endpoint
+        self.region = config.region or "us-east-1"
         self._stack: contextlib.AsyncExitStack | None = None
         self._client: Any = None
         self._ready = asyncio.Lock()

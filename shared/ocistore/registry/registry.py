@@ -47,12 +47,11 @@ class Registry:
 
 
 def _driver(cfg: StorageConfig) -> StorageDriver:
-    params = {str(k).lower(): v for k, v in (cfg.storage_driver or {}).items()}
-    if params.get("name") == "s3":
+    if cfg.storage_driver is not None:
         from ..storage.s3 import S3Driver  # aioboto3 only where S3 is configured
 
-        return S3Driver.from_params(params, cfg.commit)
-    return LocalDriver(cfg.root_directory, commit=cfg.commit)
+        return S3Driver(cfg.storage_driver)
+    return LocalDriver(cfg.local_root, commit=cfg.commit)
 
 
 def _make_store(cfg: StorageConfig, locks: Locks, route: str) -> Store:
@@ -62,7 +61,7 @@ def _make_store(cfg: StorageConfig, locks: Locks, route: str) -> Store:
         # Local disk dedupes by hard link; S3 by reference.  A local filesystem without
         # hard links (some network and FUSE ones) gets no dedupe rather than failing pushes.
         if driver.supports_links or driver.name == "s3":
-            holders = open_cache(cfg.cache_driver, cfg.root_directory, route)
+            holders = open_cache(cfg.cache_driver, cfg.holder_index_dir, route)
         else:
-            log.warning("store %s: %s cannot hold hard links, so dedupe is off", route or "/", cfg.root_directory)
+            log.warning("store %s: %s cannot hold hard links, so dedupe is off", route or "/", cfg.local_root)
     return Store(driver, cfg, locks, route, holders)

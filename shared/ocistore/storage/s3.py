@@ -28,7 +28,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 import aioboto3
 import aiohttp
@@ -36,16 +35,12 @@ from aiobotocore.config import AioConfig
 from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..config.drivers import MAX_COPY, MIB, MIN_PART, S3DriverConfig
 from ..errors import ErrorCode, RegistryError
-from ..wire import is_ascii_digits
 from .driver import FileInfo, FileWriter, PathNotFound, StorageDriver, VersionChanged
 
 log = logging.getLogger(__name__)
 
-MIB = 1 << 20
-MIN_PART = 5 * MIB  # S3's smallest part, except the last one of an upload
-MAX_COPY = 5 << 30  # S3's largest CopyObject source and largest part
-DEFAULT_CHUNK = 10 * MIB
 READ_PIECE = MIB
 LIST_PAGE = 1000  # ListObjectsV2's largest page
 DELETE_BATCH = 1000  # DeleteObjects' limit
@@ -56,97 +51,7 @@ SEGMENTED = "ocistore-segmented"
 _SEGMENT = re.compile(r"\.seg/[0-9]{20}\Z")
 # HeadObject answers a bare 404 (no body, so no code); moto does so for UploadPartCopy too.
 NOT_FOUND = frozenset({"NoSuchKey", "NoSuchUpload", "NotFound", "404"})
-# Classes whose objects are readable at once: an archived blob could not be served.
-STORAGE_CLASSES = frozenset({
-    "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR",
-    "NONE",  # as in Distribution: send no storage class, for S3-compatible stores that refuse the header
-})
-PARAMS = frozenset({
-    "name", "region", "bucket", "regionendpoint", "forcepathstyle", "rootdirectory", "secure", "skipverify",
-    "accesskey", "secretkey", "sessiontoken", "chunksize", "storageclass",
-})
 TRANSPORT_ERRORS = (BotoCoreError, aiohttp.ClientError, TimeoutError)
-
-
-@dataclass(frozen=True, slots=True)
-class S3Params:
-    """zot's `storageDriver` block for S3, checked."""
-
-    bucket: str
-    region: str | None = None
-    regionendpoint: str | None = None
-    forcepathstyle: bool = False
-    rootdirectory: str = ""
-    secure: bool = True
-    skipverify: bool = False
-    accesskey: str | None = None
-    secretkey: str | None = None
-    sessiontoken: str | None = None
-    chunksize: int = DEFAULT_CHUNK
-    storageclass: str = "STANDARD"
-
-    @classmethod
-    def parse(cls, params: Mapping[str, Any]) -> S3Params:
-        """Keys are case-insensitive as in zot; an unknown key or a bad value names itself."""
-        given: dict[str, Any] = {}
-        for key, value in params.items():
-            low = str(key).lower()
-            if low not in PARAMS:
-                raise ValueError(f"storageDriver: unknown s3 parameter {key!r}")
-            if low in given:
-                raise ValueError(f"storageDriver: s3 parameter {key!r} is given twice")
-            given[low] = value
-        if str(given.pop("name", "s3")).lower() != "s3":
-            raise ValueError("storageDriver: name must be 's3' for the s3 driver")
-        bucket = _text(given, "bucket")
-        if not bucket:
-            raise ValueError("storageDriver: s3 parameter 'bucket' is required")
-        secure = _flag(given, "secure", True)
-        endpoint = _text(given, "regionendpoint")
-        if endpoint:
-            if "://" not in endpoint:
-                endpoint = f"{'https' if secure else 'http'}://{endpoint}"
-            parsed = urlparse(endpoint)
-            if parsed.scheme not in ("http", "https") or not parsed.netloc:
-                raise ValueError(f"storageDriver: s3 parameter 'regionendpoint' is no http(s) URL: {endpoint!r}")
-        root = (_text(given, "rootdirectory") or "").strip("/")
-        if "\0" in root or ".." in root.split("/") or "//" in root:
-            raise ValueError(f"storageDriver: s3 parameter 'rootdirectory' is no safe key prefix: {root!r}")
-        chunksize = given.get("chunksize", DEFAULT_CHUNK)
-        if isinstance(chunksize, str) and is_ascii_digits(chunksize.strip()):
-            chunksize = int(chunksize)
-        if isinstance(chunksize, bool) or not isinstance(chunksize, int) or not MIN_PART <= chunksize <= MAX_COPY:
-            raise ValueError(f"storageDriver: s3 parameter 'chunksize' must be bytes in [{MIN_PART}, {MAX_COPY}]")
-        storageclass = (_text(given, "storageclass") or "STANDARD").upper()
-        if storageclass not in STORAGE_CLASSES:
-            raise ValueError(f"storageDriver: s3 parameter 'storageclass' must be one of {sorted(STORAGE_CLASSES)}")
-        accesskey, secretkey = _text(given, "accesskey"), _text(given, "secretkey")
-        if bool(accesskey) != bool(secretkey):
-            raise ValueError("storageDriver: s3 parameters 'accesskey' and 'secretkey' go together")
-        return cls(
-            bucket=bucket, region=_text(given, "region"), regionendpoint=endpoint,
-            forcepathstyle=_flag(given, "forcepathstyle", False), rootdirectory=root, secure=secure,
-            skipverify=_flag(given, "skipverify", False), accesskey=accesskey, secretkey=secretkey,
-            sessiontoken=_text(given, "sessiontoken"), chunksize=chunksize, storageclass=storageclass,
-        )
-
-
-def _text(given: Mapping[str, Any], key: str) -> str | None:
-    value = given.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"storageDriver: s3 parameter {key!r} must be a string")
-    return value
-
-
-def _flag(given: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = given.get(key, default)
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    if not isinstance(value, bool):
-        raise ValueError(f"storageDriver: s3 parameter {key!r} must be true or false")
-    return value
 
 
 # A conditional write that lost (412), or raced another one to the same key (409).
@@ -257,7 +162,7 @@ class S3Driver(StorageDriver):
 
     name = "s3"
 
-    def __init__(self, params: S3Params) -> None:
+    def __init__(self, params: S3DriverConfig) -> None:
         self.params = params
         self.bucket = params.bucket
         self._root = f"{params.rootdirectory}/" if params.rootdirectory else ""
@@ -276,8 +181,9 @@ class S3Driver(StorageDriver):
         self._clients: dict[asyncio.AbstractEventLoop, asyncio.Task[_Opened]] = {}
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], commit: bool) -> S3Driver:
-        return cls(S3Params.parse(params))
+    def from_params(cls, params: Mapping[str, Any]) -> S3Driver:
+        """From a `storageDriver` map as a config file holds it (keys case-insensitive)."""
+        return cls(S3DriverConfig.model_validate(dict(params), context={"file": True}))
 
     # -- client and calls ---------------------------------------------------------------
 
@@ -287,7 +193,7 @@ class S3Driver(StorageDriver):
             connect_timeout=10, read_timeout=60,
             retries={"mode": "standard", "max_attempts": 3},
             max_pool_connections=64,
-            s3={"addressing_style": "path"} if p.forcepathstyle else None,
+            s3={"addressing_style": "path"} if p.path_style else None,
             # botocore >= 1.36 adds CRC checksums to every upload by default, which
             # several S3-compatible stores reject; send them only where S3 requires them.
             request_checksum_calculation="when_required",

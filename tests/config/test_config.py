@@ -13,7 +13,7 @@ from ocistore.config import ConfigError, load_config, parse_config
 from ocistore.durations import parse_duration
 from tests.servers import BIN
 
-EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.*"))
+EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.*"))
 
 
 def verify(path: Path) -> subprocess.CompletedProcess[str]:
@@ -86,8 +86,8 @@ def test_durations_in_go_syntax(text: str, seconds: float) -> None:
         ({"storage": {"rootDirectory": "/r", "subPaths": {"a": {"rootDirectory": "/s"}}}}, "'a'"),
         ({"storage": {"rootDirectory": "/r", "storageDriver": {"name": "gcs"}}}, "storageDriver"),
         ({"storage": {"rootDirectory": "/r", "remoteCache": True}}, "storage.remoteCache"),
-        ({"storage": {"rootDirectory": "/r", "cacheDriver": {"name": "redis", "url": "redis://h"}}}, "remoteCache"),
-        ({"storage": {"rootDirectory": "/r", "remoteCache": True, "cacheDriver": {"name": "redis"}}}, "url"),
+        ({"storage": {"rootDirectory": "/r", "remoteCache": True,
+                      "cacheDriver": {"name": "redis", "url": "redis://h/0?dial_timeout=3&bogus=1"}}}, "bogus"),
         ({"storage": {"rootDirectory": "/r", "remoteCache": True, "cacheDriver": {"name": "dynamodb"}}},
          "cachetablename"),
         ({"storage": {"rootDirectory": "/r", "cacheDriver": {"name": "memcached"}}}, "cacheDriver"),

@@ -1,0 +1,100 @@
+"""`ocistore verify`: what `serve` needs, checked before it is needed.
+
+Without `--connect` nothing is dialled: the config parses, and the directories it names can
+be written and the files it names read. With `--connect`, each server the config names
+(Redis, S3, DynamoDB) is reached with the configured credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+from ocistore.config import Config, DynamoDBCacheConfig, EmbeddedCacheConfig, RedisCacheConfig, StorageConfig
+from ocistore.config.base import redact
+
+
+def problems_on_disk(config: Config) -> list[str]:
+    """Directories the config names that this process could not write, files it could not read."""
+    found: list[str] = []
+    for where, store in _stores(config):
+        if store.storage_driver is None and store.root_directory is not None:
+            _writable_dir(f"{where}.rootDirectory", store.root_directory, found)
+        if store.dedupe and (store.cache_driver is None or isinstance(store.cache_driver, EmbeddedCacheConfig)):
+            _writable_dir(f"{where} holder index (cache.db)", store.holder_index_dir, found)
+    if config.log.output:
+        _writable_dir("log.output", str(Path(config.log.output).parent), found)
+    return found
+
+
+def _stores(config: Config) -> list[tuple[str, StorageConfig]]:
+    return [("storage", config.storage)] + [(f"storage.subPaths.{r}", s) for r, s in config.storage.sub_paths.items()]
+
+
+def _writable_dir(what: str, directory: str, found: list[str]) -> None:
+    """Writable, or creatable: the nearest existing ancestor is a writable directory."""
+    path = Path(directory).absolute()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        found.append(f"{what}: {path}: {probe} is not a directory")
+    elif not os.access(probe, os.W_OK | os.X_OK):
+        found.append(f"{what}: {path}: {probe} is not writable by this user")
+
+
+def problems_connecting(config: Config) -> list[str]:
+    return asyncio.run(_connect_all(config))
+
+
+async def _connect_all(config: Config) -> list[str]:
+    found: list[str] = []
+    if config.redis_url:
+        await _redis("redis", config.redis_url, found)
+    for where, store in _stores(config):
+        if isinstance(store.cache_driver, RedisCacheConfig) and store.remote_cache:
+            await _redis(f"{where}.cacheDriver", store.cache_driver.target, found)
+        if isinstance(store.cache_driver, DynamoDBCacheConfig) and store.remote_cache:
+            await _dynamodb(f"{where}.cacheDriver", store.cache_driver, found)
+        if store.storage_driver is not None:
+            await _s3(f"{where}.storageDriver", store, found)
+    return found
+
+
+async def _redis(where: str, url: str, found: list[str]) -> None:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        await client.ping()
+    except Exception as exc:  # any failure to reach it is the finding
+        found.append(f"{where}: cannot reach {redact(where, url)}: {exc}")
+    finally:
+        await client.aclose()
+
+
+async def _s3(where: str, store: StorageConfig, found: list[str]) -> None:
+    from ocistore.storage.s3 import S3Driver
+
+    assert store.storage_driver is not None
+    driver = S3Driver(store.storage_driver)
+    try:
+        await driver.list("")
+    except Exception as exc:  # any failure to reach it is the finding
+        found.append(f"{where}: bucket {store.storage_driver.bucket}: {exc}")
+    finally:
+        await driver.close()
+
+
+async def _dynamodb(where: str, cache: DynamoDBCacheConfig, found: list[str]) -> None:
+    """A GetItem of a key nobody uses: one of the actions zot documents for its table."""
+    import aioboto3
+
+    try:
+        async with aioboto3.Session().client("dynamodb", region_name=cache.region or "us-east-1",
+                                             endpoint_url=cache.endpoint) as db:
+            await db.get_item(TableName=cache.cachetablename, Key={"Digest": {"S": f"verify-{uuid.uuid4()}"}})
+    except Exception as exc:  # any failure to reach it is the finding
+        found.append(f"{where}: table {cache.cachetablename}: {exc}")
