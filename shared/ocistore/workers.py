@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -27,7 +28,8 @@ class Ticker(threading.Thread):
     """Every `interval` seconds, enqueue `actor` unless another process already did."""
 
     def __init__(self, broker: dramatiq.Broker, actor: ActorRef, interval: float,
-                 make_locks: Callable[[], Locks], claim: str, *args: Any) -> None:
+                 make_locks: Callable[[], Locks], claim: str, *args: Any,
+                 until_allowed: Callable[[float], float] | None = None) -> None:
         super().__init__(name=f"ticker-{actor.name}", daemon=True)
         self.broker = broker
         self.actor = actor
@@ -35,6 +37,8 @@ class Ticker(threading.Thread):
         self.interval = interval
         self.make_locks = make_locks
         self.claim = claim
+        # Seconds until a tick may enqueue (a window of the day, such as gcTimeWindow); 0: now.
+        self.until_allowed = until_allowed
         self._stop = threading.Event()
 
     def run(self) -> None:
@@ -43,6 +47,11 @@ class Ticker(threading.Thread):
     async def _loop(self) -> None:
         locks = self.make_locks()  # bound to this thread's loop
         while not self._stop.is_set():
+            wait = self.until_allowed(time.time()) if self.until_allowed is not None else 0.0
+            if wait > 0:
+                log.info("%s waits %.0fs for its time window", self.actor.name, wait)
+                await asyncio.to_thread(self._stop.wait, wait)
+                continue
             try:
                 # A little less than the interval, so the next tick of any process can claim.
                 if await locks.try_claim(self.claim, self.interval * 0.9):

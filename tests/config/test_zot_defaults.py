@@ -213,3 +213,21 @@ def test_secrets_never_appear_in_a_message() -> None:
     message = refused({"storage": {"rootDirectory": "/r", "remoteCache": False, "storageDriver": {
         **S3, "accesskey": "AKIAEXAMPLE", "secretkey": ["s3cr3t-value"]}}})
     assert "secretkey" in message and "s3cr3t-value" not in message
+
+
+def test_a_sweep_starts_only_inside_the_gc_time_window() -> None:
+    s = storage(gcTimeWindow="22:00-02:00")
+    day = 86400 * 20000
+    assert s.until_gc_window(day + 23 * 3600) == 0 and s.until_gc_window(day + 3600) == 0
+    assert s.until_gc_window(day + 2 * 3600) == 20 * 3600
+    assert s.until_gc_window(day + 21 * 3600 + 1800) == 1800
+    assert storage().until_gc_window(day + 12 * 3600) == 0
+
+
+def test_the_scrub_floor_is_ocistores_own_key_zots_two_hours_unless_lowered() -> None:
+    cfg = parse_config({"storage": {"rootDirectory": "/r"},
+                        "extensions": {"scrub": {"interval": "10s", "minInterval": "5s"}}})
+    assert cfg.scrub.interval == 10
+    cfg = parse_config({"storage": {"rootDirectory": "/r"},
+                        "extensions": {"scrub": {"interval": "1s", "minInterval": "5s"}}})
+    assert cfg.scrub.interval == 5

@@ -33,7 +33,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer
     topo = OcistoreTopology(
         tmp_path_factory.mktemp("topology"), redis_server.url,
         storage={"gc": True, "gcDelay": f"{GC_DELAY:g}s", "gcInterval": "1h"},
-        extra={"extensions": {"scrub": {"enable": True, "interval": f"{SCRUB_INTERVAL:g}s"}}},
+        extra={"extensions": {"scrub": {"enable": True, "interval": f"{SCRUB_INTERVAL:g}s", "minInterval": "1s"}}},
         replicas=2,
     )
     try:

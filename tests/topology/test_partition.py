@@ -87,7 +87,8 @@ def other_host() -> Iterator[Host]:
 def write_config(path: Path, address: str, port: int, redis_url: str, moto: MotoServer, bucket: str) -> Path:
     path.write_text(json.dumps({
         "distSpecVersion": "1.1.0",
-        "storage": {"rootDirectory": str(path.parent / "data"), "storageDriver": moto.driver_params(bucket)},
+        "storage": {"rootDirectory": str(path.parent / "data"), "storageDriver": moto.driver_params(bucket),
+                    "remoteCache": False},
         "http": {"address": address, "port": str(port)},
         "redis": redis_url,
         "log": {"level": "info"},

@@ -18,6 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from ocistore.config import MetricsConfig
 from ocistore.errors import ErrorCode, RegistryError
 from ocistore.messaging import EventEmitter
 from ocistore.registry import Registry, Store
@@ -66,7 +67,9 @@ class RegistryApp(FastAPI):
         return KeepConnection(super().build_middleware_stack())
 
 
-def create_app(registry: Registry, emitter: EventEmitter) -> FastAPI:
+def create_app(registry: Registry, emitter: EventEmitter, metrics_config: MetricsConfig | None = None) -> FastAPI:
+    """The registry's routes; metrics at zot's `extensions.metrics.prometheus.path`, unless disabled."""
+    metrics_config = metrics_config or MetricsConfig()
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -164,7 +167,8 @@ def create_app(registry: Registry, emitter: EventEmitter) -> FastAPI:
     app.add_route("/v2/{rest:path}", dispatch, methods=_METHODS)
     app.add_route("/livez", livez, methods=["GET"])
     app.add_route("/readyz", readyz, methods=["GET"])
-    app.add_route("/metrics", metrics, methods=["GET"])
+    if metrics_config.enable:
+        app.add_route(metrics_config.prometheus.path, metrics, methods=["GET"])
     app.add_route("/scrub/report", scrub_report, methods=["GET"])
     app.add_route("/storage/usage", usage, methods=["GET"])
     return app

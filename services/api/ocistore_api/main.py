@@ -32,6 +32,6 @@ def main(argv: list[str] | None = None) -> None:
     emitter = EventEmitter(broker, config.redis_url)
     registry = Registry.from_config(config)
     try:
-        server.run(create_app(registry, emitter), config)
+        server.run(create_app(registry, emitter, config.metrics), config)
     finally:
         emitter.close()

@@ -38,7 +38,7 @@ def serve(config: Config) -> None:
     registry = Registry.from_config(config)
     log.info("storing repositories in %s", registry.default.config.root_directory)
     try:
-        server.run(create_app(registry, emitter), config)
+        server.run(create_app(registry, emitter, config.metrics), config)
     finally:
         for t in tickers:
             t.stop()

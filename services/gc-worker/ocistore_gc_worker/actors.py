@@ -88,10 +88,12 @@ async def gc_sweep(route: str) -> None:
 
 
 def sweep_tickers(config: Config, broker: dramatiq.Broker) -> list[Ticker]:
-    """Per store with gc on: every `gcInterval`, one `gc_sweep` across all gc-workers."""
+    """Per store with gc on: every `gcInterval`, one `gc_sweep` across all gc-workers, started only
+    inside the store's `gcTimeWindow` when it has one."""
     stores = {"": config.storage, **config.storage.sub_paths}
     return [
-        Ticker(broker, GC_SWEEP, cfg.gc_interval, lambda: locks_for(config), f"gc:sweep:{route}", route)
+        Ticker(broker, GC_SWEEP, cfg.gc_interval, lambda: locks_for(config), f"gc:sweep:{route}", route,
+               until_allowed=cfg.until_gc_window)
         for route, cfg in stores.items() if cfg.gc and cfg.gc_interval
     ]
 

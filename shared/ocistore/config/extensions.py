@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from pydantic import ConfigDict, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from .base import Block, Duration, Flag, key_error
+from .base import Block, Duration, Flag, key_error, settle
 
 log = logging.getLogger("ocistore.config")
 
@@ -34,14 +34,17 @@ class ScrubConfig(Block):
     # As zot does: a scrub block without `enable` means scrub on.
     enable: Flag = True
     interval: Duration = 86400.0
+    # ocistore's own: the floor of `interval`, zot's two hours unless lowered (a small store,
+    # a test rig); zot's configs never carry it.
+    min_interval: Duration = SCRUB_FLOOR
 
-    @field_validator("interval")
-    @classmethod
-    def _floor(cls, value: float) -> float:
-        if value < SCRUB_FLOOR:
-            log.warning("extensions.scrub.interval is below two hours: two hours are used, as zot does")
-            return SCRUB_FLOOR
-        return value
+    @model_validator(mode="after")
+    def _floor(self) -> ScrubConfig:
+        if self.interval < self.min_interval:
+            log.warning("extensions.scrub.interval is below minInterval (%gs): %gs is used, as zot does",
+                        self.min_interval, self.min_interval)
+            settle(self, interval=self.min_interval)
+        return self
 
 
 class Prometheus(Block):

@@ -111,6 +111,16 @@ class StorageConfig(Block):
         settle(self, **update)
         return self
 
+    def until_gc_window(self, now: float) -> float:
+        """Seconds until a periodic sweep may start (0: now), by `gcTimeWindow` in UTC. As in
+        zot, the window bounds when a sweep starts; one that started runs to its end."""
+        if self.gc_time_window is None:
+            return 0.0
+        start, end = (m * 60 for m in self.gc_time_window)
+        second = now % 86400
+        inside = start <= second < end if start < end else (second >= start or second < end)
+        return 0.0 if inside else (start - second) % 86400
+
     @property
     def holder_index_dir(self) -> str:
         """Where the embedded holder index lives (zot's `cache.db` place)."""

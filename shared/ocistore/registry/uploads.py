@@ -32,7 +32,6 @@ from ..layout import UPLOAD_ID_RE, upload_path, uploads_dir
 from ..locks import Lease, LeaseLost, LockTimeout
 from ..names import is_valid_name
 from ..storage import FileInfo, FileWriter, PathNotFound, is_storage_full
-from .catalog import list_repositories
 from .store import Store, UploadHash
 
 PIECE = 1 << 20
@@ -362,7 +361,8 @@ async def mount(store: Store, repo: str, digest: Digest, from_repo: str | None) 
         return await store.blobs.mount(repo, digest, [from_repo])
     if store.blobs.holders is not None:
         return await store.blobs.mount(repo, digest, None)
-    return await store.blobs.mount(repo, digest, [r async for r in list_repositories(store) if r != repo])
+    # Every layout holding blobs, not only repositories with a manifest yet (index.json).
+    return await store.blobs.mount(repo, digest, [r for r in await store.walk_layouts() if r != repo])
 
 
 async def cancel(store: Store, repo: str, upload_id: str) -> None:
