@@ -39,14 +39,6 @@ FAMILIES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "gc": ({"gc": True, "gcDelay": "2h", "gcInterval": "30m", "gcTimeWindow": "01:00-05:00"}, {}),
     "subpaths": ({"dedupe": True, "gc": True, "subPaths": {
         "/a": {"rootDirectory": "SUB/a", "dedupe": True}, "/b": {"rootDirectory": "SUB/b", "gc": True}}}, {}),
-    "retention": ({"gc": True, "gcDelay": "1h", "retention": {"dryRun": True, "delay": "24h", "policies": [
-        {"repositories": ["infra/*", "prod/*"], "deleteReferrers": False,
-         "keepTags": [{"patterns": ["v2.*", ".*-prod"]}, {"patterns": ["v3.*", ".*-prod"], "pulledWithin": "168h"}]},
-        {"repositories": ["tmp/**"], "deleteReferrers": True, "deleteUntagged": True,
-         "keepTags": [{"patterns": ["v1.*"], "pulledWithin": "168h", "pushedWithin": "168h"}]},
-        {"repositories": ["**"], "deleteReferrers": True, "deleteUntagged": True,
-         "keepTags": [{"mostRecentlyPushedCount": 10, "mostRecentlyPulledCount": 10,
-                       "pulledWithin": "720h", "pushedWithin": "720h"}]}]}}, {}),
     "http": ({}, {"http": {"readTimeout": "30s", "writeTimeout": "30s", "compat": ["docker2s2"]},
                   "log": {"level": "debug"}}),
     "extensions": ({}, {"extensions": {"scrub": {"enable": True, "interval": "24h"},
@@ -72,6 +64,15 @@ def test_a_zot_config_of_each_key_family_verifies_and_serves(tmp_path: Path, fam
             assert httpx.get(f"{server.url}/metrics", timeout=10).status_code == 404
     finally:
         server.stop()
+
+
+def test_zots_retention_example_is_refused_with_the_reason_until_retention_is_applied(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"storage": {"rootDirectory": str(tmp_path), "gc": True, "retention": {
+        "dryRun": True, "delay": "24h", "policies": [{"repositories": ["infra/*"], "keepTags": [
+            {"patterns": ["v2.*"]}]}]}}}))
+    result = verify(path)
+    assert result.returncode != 0 and "storage.retention: retention policies are not applied" in result.stderr
 
 
 def test_metrics_disabled_are_not_served(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from ocistore.config import (
     DynamoDBCacheConfig,
     EmbeddedCacheConfig,
     RedisCacheConfig,
+    Retention,
     parse_config,
 )
 
@@ -98,11 +99,11 @@ def test_gc_time_window_is_a_daily_utc_window() -> None:
 
 
 def test_retention_policies_take_zots_keys_and_defaults() -> None:
-    r = storage(retention={"dryRun": True, "delay": "24h", "policies": [
+    r = Retention.model_validate({"dryRun": True, "delay": "24h", "policies": [
         {"repositories": ["infra/*", "**/prod"], "deleteReferrers": True,
          "keepTags": [{"patterns": ["^v[0-9]+"], "pulledWithin": "720h", "mostRecentlyPushedCount": 5}],
          "keepUntagged": {"pushedWithin": "24h"}},
-        {"repositories": ["**"]}]}).retention
+        {"repositories": ["**"]}]}, context={"file": True})
     assert r.dry_run is True and r.delay == 86400
     first, second = r.policies
     assert first.delete_referrers and first.delete_untagged  # deleteUntagged: true unless given
@@ -114,6 +115,12 @@ def test_retention_policies_take_zots_keys_and_defaults() -> None:
     assert "storage.retention.policies.0.keepTags.0.patterns" in refused({"storage": bad})
     assert "repositories" in refused({"storage": {"rootDirectory": "/r", "retention": {"policies": [
         {"repositories": ["a/{b"]}]}}})
+
+
+def test_retention_policies_are_refused_until_ocistore_applies_them() -> None:
+    message = refused({"storage": {"rootDirectory": "/r", "retention": {"policies": [{"repositories": ["**"]}]}}})
+    assert "storage.retention" in message and "not applied" in message
+    assert storage(retention={"dryRun": False, "delay": "1h"}).retention.delay == 3600
 
 
 def test_redis_cache_go_style_url_options_are_translated_or_refused() -> None:
