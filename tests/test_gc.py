@@ -185,11 +185,15 @@ def test_gc_while_serving_keeps_tagged_images_and_blobs_younger_than_gc_delay(
     assert client.get(f"/v2/{repo}/blobs/{young_digest}").content == young
 
 
-def test_referrers_of_a_live_subject_survive_and_those_of_a_gone_subject_are_collected(
-    server: OcistoreServer, client: httpx.Client
-) -> None:
-    """A signature is untagged but live through its subject; once the subject is gone, so is it."""
-    repo = new_repo()
+def set_retention(server: OcistoreServer, **retention: Any) -> None:
+    """Give the (stopped) server's config a `storage.retention` block."""
+    config = json.loads(server.config_path.read_text())
+    config["storage"]["retention"] = retention
+    server.config_path.write_text(json.dumps(config))
+
+
+def push_signed_and_orphaned(client: httpx.Client, repo: str) -> tuple[Image, Image, Image, Image]:
+    """A tagged subject with a signature, and a signature whose subject was deleted."""
     subject = push_random_image(client, repo, "app")
     live_sig = push_random_image(client, repo, subject=subject.descriptor(), artifact_type=SIGNATURE,
                                  config_media_type=OCI_EMPTY, layers=1)
@@ -197,7 +201,34 @@ def test_referrers_of_a_live_subject_survive_and_those_of_a_gone_subject_are_col
     orphan_sig = push_random_image(client, repo, subject=gone.descriptor(), artifact_type=SIGNATURE,
                                    config_media_type=OCI_EMPTY, layers=1)
     delete(client, repo, gone.digest)
+    return subject, live_sig, gone, orphan_sig
+
+
+def test_referrers_of_a_gone_subject_are_kept_unless_a_policy_deletes_referrers(
+    server: OcistoreServer, client: httpx.Client
+) -> None:
+    """zot's default: a referrer whose subject is gone stays (deleteReferrers is false unless a
+    retention policy for the repository sets it); its gone subject's own blobs go."""
+    repo = new_repo()
+    subject, live_sig, gone, orphan_sig = push_signed_and_orphaned(client, repo)
     server.stop()
+    past_gc_delay()
+
+    out = ocistore_gc(server).stdout
+    survivors = [*image_digests(subject), *image_digests(live_sig), *image_digests(orphan_sig)]
+    assert existing(server, repo, survivors) == survivors, out
+    assert existing(server, repo, image_digests(gone)[1:]) == [], out
+    assert set(listed(server, repo)) == {subject.digest, live_sig.digest, orphan_sig.digest}
+
+
+def test_referrers_of_a_live_subject_survive_and_those_of_a_gone_subject_are_collected(
+    server: OcistoreServer, client: httpx.Client
+) -> None:
+    """With `deleteReferrers`, a signature is live through its subject; once the subject is gone, so is it."""
+    repo = new_repo()
+    subject, live_sig, gone, orphan_sig = push_signed_and_orphaned(client, repo)
+    server.stop()
+    set_retention(server, policies=[{"repositories": ["gc/**"], "deleteReferrers": True}])
     past_gc_delay()
 
     out = ocistore_gc(server).stdout
@@ -234,19 +265,30 @@ def test_an_index_keeps_its_children_while_tagged(server: OcistoreServer, client
     assert listed(server, repo) == {digest_of(kept_index): "multi", **{c.digest: None for c in kept_children}}
 
 
-def test_a_stale_upload_session_is_removed_and_a_fresh_one_kept(
-    server: OcistoreServer, client: httpx.Client
-) -> None:
-    """An abandoned upload holds disk forever unless GC removes it; one in progress must go on."""
+def test_a_stale_upload_session_is_removed_and_a_fresh_one_kept(tmp_path: Path) -> None:
+    """An abandoned upload holds disk forever unless GC removes it; one in progress must go on.
+
+    gcDelay is a minute here and the stale session is made old by its file's time: with the
+    suite's 1s, the fresh session would age past it while the two commands start."""
+    server = make_server(tmp_path, {"gc": True, "gcDelay": "60s"})
+    try:
+        with httpx.Client(base_url=server.url, timeout=60.0) as client:
+            _stale_and_fresh_session(server, client)
+    finally:
+        server.stop()
+
+
+def _stale_and_fresh_session(server: OcistoreServer, client: httpx.Client) -> None:
     repo = new_repo()
     stale = path_of(open_session(client, repo))
     assert patch_chunk(client, stale, os.urandom(5000), 0).status_code == 202
-    past_gc_delay()
     fresh = path_of(open_session(client, repo))
     data = os.urandom(3000)
     assert patch_chunk(client, fresh, data, 0).status_code == 202
     stale_id, fresh_id = stale.rsplit("/", 1)[-1], fresh.rsplit("/", 1)[-1]
     uploads = server.root / repo / ".uploads"
+    an_hour_ago = time.time() - 3600
+    os.utime(uploads / stale_id, (an_hour_ago, an_hour_ago))
 
     dry = ocistore_gc(server, "--dry-run").stdout
     assert stale_id in dry and (uploads / stale_id).exists(), dry

@@ -2,8 +2,10 @@
 
 Collected, once older than the store's `gcDelay` (younger things may belong to a push in
 flight): manifests that are neither tagged, nor a child of a kept index, nor a referrer
-of a kept manifest (so referrers whose subject is gone go too); blobs that no kept
-manifest references; upload sessions idle for longer than the delay.
+of a kept manifest, nor kept by the repository's retention policy (`ocistore.retention`:
+which tags go, whether untagged manifests and referrers of a gone subject do; manifests
+are judged by the retention delay, gcDelay unless set); blobs that no kept manifest
+references; upload sessions idle for longer than the delay.
 
 The whole pass is one mutation of the repository's `index.json`, so it runs under the
 repository's lock and a manifest PUT (whose reference check runs under the same lock)
@@ -22,14 +24,18 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from .config.retention import RetentionPolicy
 from .digests import Digest
 from .errors import DATA_FAULTS, RegistryError
 from .layout import index_path, layout_path, uploads_dir
 from .registry import uploads
 from .registry.catalog import list_layouts
-from .registry.index import Draft, tag_of
+from .registry.index import Descriptor, Draft, tag_of
 from .registry.manifests import ManifestInfo, read_manifest_info
 from .registry.store import Store
+from .registry.tags import keep_reachable
+from .retention import Candidate, Decision, decide_tags, kept_untagged, policy_for
+from .statistics import RepoStatistics
 from .storage import FileInfo, PathNotFound
 
 log = logging.getLogger("ocistore.gc")
@@ -52,10 +58,15 @@ class GCReport:
     error: str | None = None
     # What a killed writer left beside index.json or in blobs/ (`*.tmp-*`), older than gcDelay.
     temporaries: list[str] = field(default_factory=list)
+    # Tags the retention policy removes (or, with retention.dryRun, would remove), and why.
+    tags: list[Decision] = field(default_factory=list)
+    # retention.dryRun: the manifests and tags listed were only reported, not removed.
+    retention_dry_run: bool = False
 
     @property
     def removed(self) -> int:
-        return len(self.manifests) + len(self.blobs) + len(self.uploads) + len(self.temporaries)
+        removed = len(self.manifests) + len(self.blobs) + len(self.uploads) + len(self.temporaries)
+        return removed + (0 if self.retention_dry_run else len(self.tags))
 
 
 class _Manifests:
@@ -111,6 +122,10 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
     report = GCReport(repo, dry_run=dry_run)
     now = now if now is not None else time.time()
     cutoff = now - store.config.gc_delay
+    retention = store.config.retention
+    retention_delay = retention.delay or 0.0
+    # Manifests (untagged, referrers) are judged by the retention delay, as zot does.
+    manifest_cutoff = now - retention_delay
     # A session is abandoned once idle for uploadIdleTimeout, or gcDelay if that is shorter.
     idle_cutoff = now - min(store.config.gc_delay, store.config.upload_idle_timeout)
 
@@ -130,9 +145,15 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
         loaded = _Manifests(store, repo)
         for d in sorted(listed & files.keys()):
             await loaded.load(d)
-        tagged = {d["digest"] for d in manifests if tag_of(d) is not None}
-        young = {d for d in listed if d in files and files[d].mtime > cutoff}
-        kept = await _closure(loaded, tagged | young)
+        policy = policy_for(retention, repo)
+        stats = await store.statistics.load(repo) if policy and (policy.keep_tags or policy.keep_untagged) else None
+        if policy and policy.keep_tags and stats is not None:
+            tags = [(t, d["digest"], stats.of_tag(t, d["digest"])) for d in manifests if (t := tag_of(d)) is not None]
+            report.tags = [v for v in decide_tags(policy, tags, now, retention_delay) if not v.keep]
+        doomed_tags = {v.ref for v in report.tags}
+        tagged = {d["digest"] for d in manifests if (t := tag_of(d)) is not None and t not in doomed_tags}
+        young = {d for d in listed if d in files and files[d].mtime > manifest_cutoff}
+        kept = await _closure(loaded, tagged | young | _kept_by_policy(policy, manifests, loaded, files, stats, now))
         report.unreadable = sorted(kept & loaded.unreadable.keys())
         for d in report.unreadable:
             log.warning("gc: %s: kept manifest %s does not parse (%s): collecting nothing of the repository",
@@ -149,6 +170,14 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
                     referenced.add(info.config.digest)
         if report.unreadable:
             referenced |= files.keys()
+        if retention.dry_run and (doomed_tags or listed - kept):
+            # zot's dryRun: what retention would remove is reported, and no manifest goes.
+            report.retention_dry_run = True
+            report.manifests = sorted(listed - kept)
+            _log_retention(report)
+            report.manifests = []
+            kept |= listed
+            doomed_tags = set()
         doomed_manifests = listed - kept
         report.manifests = sorted(doomed_manifests)
         doomed_files = {d: f for d, f in files.items()
@@ -168,8 +197,14 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
                           and stale == sessions and (index_age is None or index_age <= cutoff))
         if dry_run:
             return
+        _log_retention(report)
+        if doomed_tags:
+            keep_reachable(draft, draft.remove(lambda d: tag_of(d) in doomed_tags))
         draft.remove(lambda d: d["digest"] in doomed_manifests)
         doomed.update(doomed_files)
+        if stats is not None:
+            remaining = {t for d in manifests if (t := tag_of(d)) is not None and t not in doomed_tags}
+            await store.statistics.persist(repo, stats, remaining | (listed - doomed_manifests))
 
     async def delete_doomed() -> None:
         for digest, f in doomed.items():
@@ -182,6 +217,7 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
             report.emptied = False
         if report.emptied and not dry_run:
             await _remove_layout(store, repo)
+            await store.statistics.forget(repo)
 
     doomed: dict[str, FileInfo] = {}
     kept: set[str] = set()
@@ -192,6 +228,39 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
         report.error = str(exc.detail)
         log.warning("gc: %s cannot be collected: %s", repo, report.error)
     return report
+
+
+def _kept_by_policy(policy: RetentionPolicy | None, manifests: list[Descriptor], loaded: _Manifests,
+                    files: dict[str, FileInfo], stats: RepoStatistics | None, now: float) -> set[str]:
+    """Manifests the policy keeps whatever their age: untagged ones (`deleteUntagged: false`,
+    `keepUntagged`), referrers whatever became of their subject (`deleteReferrers: false`)."""
+    delete_untagged = policy.delete_untagged if policy else True
+    delete_referrers = policy.delete_referrers if policy else False
+    untagged = {d["digest"] for d in manifests if tag_of(d) is None} - {
+        d["digest"] for d in manifests if tag_of(d) is not None}
+    referrers = {d for d, info in loaded.known.items() if info.subject}
+    kept = set() if delete_referrers else referrers & untagged
+    if not delete_untagged:
+        kept |= untagged - referrers
+    elif policy is not None and policy.keep_untagged is not None and stats is not None:
+        candidates = []
+        for digest in sorted(untagged - referrers):
+            times = stats.of_digest(digest)
+            # Without a recorded push (a layout made elsewhere), the manifest file's age stands in.
+            pushed = (times.pushed if times else None) or (files[digest].mtime if digest in files else 0.0)
+            candidates.append(Candidate(digest, digest, pushed, (times.pulled if times else None) or 0.0))
+        kept |= kept_untagged(policy.keep_untagged, candidates, now).keys()
+    return kept
+
+
+def _log_retention(report: GCReport) -> None:
+    """One line per removal, with zot's fields, so an operator can tell why each went."""
+    for v in report.tags:
+        log.info("retention: %s: %s tag %s (%s): %s", report.repo,
+                 "would remove" if report.retention_dry_run else "removed", v.ref, v.digest, v.reason)
+    if report.retention_dry_run:
+        for digest in report.manifests:
+            log.info("retention: %s: would remove manifest %s", report.repo, digest)
 
 
 async def _age(store: Store, path: str) -> float | None:

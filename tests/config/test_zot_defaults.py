@@ -117,10 +117,17 @@ def test_retention_policies_take_zots_keys_and_defaults() -> None:
         {"repositories": ["a/{b"]}]}}})
 
 
-def test_retention_policies_are_refused_until_ocistore_applies_them() -> None:
-    message = refused({"storage": {"rootDirectory": "/r", "retention": {"policies": [{"repositories": ["**"]}]}}})
-    assert "storage.retention" in message and "not applied" in message
+def test_retention_policies_take_zots_defaults_and_bad_globs_or_patterns_fail() -> None:
+    s = storage(gcDelay="2h", retention={"policies": [{"repositories": ["**"]},
+                                                      {"repositories": ["a/*"], "deleteUntagged": False}]})
+    assert s.retention.delay == 7200, "without a delay of its own, retention judges manifests by gcDelay"
+    assert [p.delete_untagged for p in s.retention.policies] == [True, False]
+    assert [p.delete_referrers for p in s.retention.policies] == [False, False]
     assert storage(retention={"dryRun": False, "delay": "1h"}).retention.delay == 3600
+    assert "no valid glob" in refused({"storage": {"rootDirectory": "/r", "retention": {
+        "policies": [{"repositories": ["a/[b"]}]}}})
+    assert "regular expression" in refused({"storage": {"rootDirectory": "/r", "retention": {
+        "policies": [{"repositories": ["**"], "keepTags": [{"patterns": ["v(1"]}]}]}}})
 
 
 def test_redis_cache_go_style_url_options_are_translated_or_refused() -> None:

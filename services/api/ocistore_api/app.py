@@ -72,7 +72,10 @@ def create_app(registry: Registry, emitter: EventEmitter, metrics_config: Metric
     metrics_config = metrics_config or MetricsConfig()
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        flusher = asyncio.create_task(registry.keep_flushing_statistics())
         yield
+        flusher.cancel()
+        await registry.flush_statistics()
         await registry.close()
 
     app = RegistryApp(title="ocistore", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,

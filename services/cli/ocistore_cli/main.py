@@ -101,6 +101,9 @@ async def _gc(registry: Registry, repo: str | None, dry_run: bool) -> None:
                 progress.print(f"{report.repo}: not collected: {report.error}")
             for digest in report.unreadable:
                 progress.print(f"{report.repo}: manifest {digest} does not parse: nothing collected")
+            for tag in report.tags:
+                held = " (retention.dryRun: kept)" if report.retention_dry_run else ""
+                progress.print(f"{report.repo}: {verb} tag {tag.ref} ({tag.digest}): {tag.reason}{held}")
             for kind, items in (("manifest", report.manifests), ("blob", report.blobs), ("upload", report.uploads),
                                 ("temporary file", report.temporaries)):
                 for item in items:

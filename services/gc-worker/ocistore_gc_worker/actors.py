@@ -52,8 +52,9 @@ def _store(route: str) -> Store | None:
 
 def _log(report: GCReport) -> None:
     if report.removed:
-        log.info("gc %s: removed %d manifests, %d blobs, %d uploads, %d bytes freed", report.repo,
-                 len(report.manifests), len(report.blobs), len(report.uploads), report.bytes_freed)
+        log.info("gc %s: removed %d tags, %d manifests, %d blobs, %d uploads, %d bytes freed", report.repo,
+                 0 if report.retention_dry_run else len(report.tags), len(report.manifests), len(report.blobs),
+                 len(report.uploads), report.bytes_freed)
 
 
 @dramatiq.actor(actor_name="gc_on_event", queue_name="gc", max_retries=5)

@@ -10,28 +10,16 @@ import re
 
 from pydantic import Field, field_validator
 
+from ..globs import compile_glob
 from .base import Block, Duration, Flag, Whole
 
 
 def _check_glob(pattern: str) -> str:
-    """zot checks `repositories` with doublestar's ValidatePattern: brackets and braces balance."""
-    depth_bracket = depth_brace = 0
-    escaped = False
-    for ch in pattern:
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == "[":
-            depth_bracket += 1
-        elif ch == "]" and depth_bracket:
-            depth_bracket -= 1
-        elif ch == "{" and not depth_bracket:
-            depth_brace += 1
-        elif ch == "}" and depth_brace and not depth_bracket:
-            depth_brace -= 1
-    if depth_bracket or depth_brace or escaped or not pattern:
-        raise ValueError(f"{pattern!r} is no valid glob")
+    """zot checks `repositories` with doublestar's ValidatePattern: a bad glob fails verify."""
+    try:
+        compile_glob(pattern)
+    except ValueError as exc:
+        raise ValueError(f"{pattern!r} is no valid glob: {exc}") from None
     return pattern
 
 

@@ -98,11 +98,6 @@ class StorageConfig(Block):
             log.warning("storage: remoteCache is false, so the %s cacheDriver is not used: the embedded "
                         "holder index is", self.cache_driver.name)
             update["cache_driver"] = EmbeddedCacheConfig()
-        if self.retention.policies:
-            # Validated (globs, patterns), but not applied yet: accepting them would leave an
-            # operator believing tags are being retained out when nothing is removed.
-            raise key_error("retention", "retention policies are not applied by ocistore yet: remove "
-                            "storage.retention.policies (GC still collects untagged manifests)")
         if self.retention.delay is None:
             settle(self.retention, delay=self.gc_delay if self.gc else 0.0)
         if self.root_directory is None and self.storage_driver is None:

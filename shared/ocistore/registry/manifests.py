@@ -98,6 +98,7 @@ async def put_manifest(store: Store, repo: str, reference: str, body: bytes, con
         await tagging(draft)
 
     await store.index.update(repo, store_and_tag)
+    store.statistics.record_push(repo, str(digest), tags)
     return Manifest(digest, info.media_type, len(body)), info, tags
 
 
@@ -166,6 +167,9 @@ async def get_manifest(store: Store, repo: str, reference: str, with_body: bool 
         if info is None:
             raise unknown
         media_type = info.media_type
+    if with_body:
+        # A GET is a pull (as zot counts them); a HEAD is not.
+        store.statistics.record_pull(repo, str(digest))
     return Manifest(digest, media_type, size, body if with_body else None)
 
 

@@ -6,11 +6,13 @@ store; everything else lives in the default store.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from ..cache import open_cache
 from ..config import Config, StorageConfig
 from ..locks import Locks, locks_for
+from ..statistics import FLUSH_INTERVAL
 from ..storage import StorageDriver
 from ..storage.local import LocalDriver
 from .store import Store
@@ -26,9 +28,9 @@ class Registry:
     @classmethod
     def from_config(cls, config: Config) -> Registry:
         """Stores as configured, each with the locks every process opening it shares."""
-        stores = {"": _make_store(config.storage, locks_for(config), "")}
+        stores = {"": _make_store(config.storage, locks_for(config), "", config.redis_url)}
         for route, sub in config.storage.sub_paths.items():
-            stores[route] = _make_store(sub, locks_for(config, sub), route)
+            stores[route] = _make_store(sub, locks_for(config, sub), route, config.redis_url)
         return cls(stores)
 
     async def close(self) -> None:
@@ -37,6 +39,17 @@ class Registry:
             await store.driver.close()
             if store.blobs.holders is not None:
                 await store.blobs.holders.close()
+            await store.statistics.close()
+
+    async def flush_statistics(self) -> None:
+        for store in self.stores.values():
+            await store.statistics.flush()
+
+    async def keep_flushing_statistics(self) -> None:
+        """What a serving process runs: pulls and pushes reach the shared record in batches."""
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            await self.flush_statistics()
 
     def store_for(self, repo: str) -> Store:
         first = repo.split("/", 1)[0]
@@ -54,7 +67,7 @@ def _driver(cfg: StorageConfig) -> StorageDriver:
     return LocalDriver(cfg.local_root, commit=cfg.commit)
 
 
-def _make_store(cfg: StorageConfig, locks: Locks, route: str) -> Store:
+def _make_store(cfg: StorageConfig, locks: Locks, route: str, redis_url: str | None) -> Store:
     driver = _driver(cfg)
     holders = None
     if cfg.dedupe:
@@ -64,4 +77,4 @@ def _make_store(cfg: StorageConfig, locks: Locks, route: str) -> Store:
             holders = open_cache(cfg.cache_driver, cfg.holder_index_dir, route)
         else:
             log.warning("store %s: %s cannot hold hard links, so dedupe is off", route or "/", cfg.local_root)
-    return Store(driver, cfg, locks, route, holders)
+    return Store(driver, cfg, locks, route, holders, redis_url)

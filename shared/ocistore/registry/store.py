@@ -20,6 +20,7 @@ from ..digests import Hasher
 from ..layout import BLOBS_DIR, INDEX_FILE, UPLOADS_DIR
 from ..locks import Locks
 from ..recent import Recent
+from ..statistics import Statistics
 from ..storage import FileInfo, PathNotFound, StorageDriver, is_temporary
 from .index import IndexStore
 from .upload_quota import UploadQuota
@@ -39,7 +40,7 @@ class UploadHash:
 
 class Store:
     def __init__(self, driver: StorageDriver, config: StorageConfig, locks: Locks, route: str = "",
-                 holders: HolderIndex | None = None) -> None:
+                 holders: HolderIndex | None = None, redis_url: str | None = None) -> None:
         self.driver = driver
         self.config = config
         self.locks = locks
@@ -48,6 +49,8 @@ class Store:
         self.damage = DamageRegister(driver)
         self.blobs = BlobStore(driver, locks, self.damage, holders,
                                gc_delay=config.gc_delay if config.gc else None)
+        # Push and pull times, for retention; shared through Redis when it is configured.
+        self.statistics = Statistics(driver, locks, redis_url)
         self.upload_hashes: Recent[str, UploadHash] = Recent(4096)
         self.manifest_meta: Recent[str, object] = Recent(MANIFEST_MEMO_ENTRIES, MANIFEST_MEMO_BYTES)
         self.upload_quota = UploadQuota(config.max_uploads_per_repository, config.max_uploads)

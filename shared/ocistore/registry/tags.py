@@ -16,7 +16,8 @@ from .index import Descriptor, Draft, tag_of
 from .store import Store
 
 
-def _keep_reachable(draft: Draft, removed: list[Descriptor]) -> None:
+def keep_reachable(draft: Draft, removed: list[Descriptor]) -> None:
+    """A manifest whose last tag went stays listed, untagged (GC decides when it goes)."""
     for d in removed:
         if draft.count(d["digest"]) == 0:
             draft.add(untagged(d))
@@ -50,7 +51,7 @@ def put_tags(desc: Descriptor, tags: Sequence[str]) -> Callable[[Draft], Awaitab
             displaced = [d for d in removed if d["digest"] != digest]
         for tag in tags:
             draft.add({**desc, "annotations": {REF_NAME: tag}})
-        _keep_reachable(draft, displaced)
+        keep_reachable(draft, displaced)
 
     return mutate
 
@@ -60,7 +61,7 @@ def delete_tag(tag: str) -> Callable[[Draft], Awaitable[None]]:
         removed = draft.remove(lambda d: tag_of(d) == tag)
         if not removed:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, {"tag": tag})
-        _keep_reachable(draft, removed)
+        keep_reachable(draft, removed)
 
     return mutate
 
