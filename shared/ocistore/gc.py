@@ -161,6 +161,14 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
         if report.unreadable:
             # What it references is unknown: keep every manifest and blob, until it is fixed or deleted.
             kept |= listed
+        if retention.dry_run and (doomed_tags or listed - kept):
+            # zot's dryRun: what retention would remove is reported, and no manifest goes.
+            report.retention_dry_run = True
+            report.manifests = sorted(listed - kept)
+            _log_retention(report)
+            report.manifests = []
+            kept |= listed
+            doomed_tags = set()
         referenced = set(kept)
         for d in kept:
             info = loaded.known.get(d)
@@ -170,14 +178,6 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
                     referenced.add(info.config.digest)
         if report.unreadable:
             referenced |= files.keys()
-        if retention.dry_run and (doomed_tags or listed - kept):
-            # zot's dryRun: what retention would remove is reported, and no manifest goes.
-            report.retention_dry_run = True
-            report.manifests = sorted(listed - kept)
-            _log_retention(report)
-            report.manifests = []
-            kept |= listed
-            doomed_tags = set()
         doomed_manifests = listed - kept
         report.manifests = sorted(doomed_manifests)
         doomed_files = {d: f for d, f in files.items()
@@ -197,7 +197,8 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
                           and stale == sessions and (index_age is None or index_age <= cutoff))
         if dry_run:
             return
-        _log_retention(report)
+        if not report.retention_dry_run:
+            _log_retention(report)
         if doomed_tags:
             keep_reachable(draft, draft.remove(lambda d: tag_of(d) in doomed_tags))
         draft.remove(lambda d: d["digest"] in doomed_manifests)

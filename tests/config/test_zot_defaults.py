@@ -34,8 +34,8 @@ def test_subpath_stores_start_from_zero_values_not_the_default_store_s() -> None
     assert (s.dedupe, s.gc, s.gc_delay, s.gc_interval) == (True, True, 3600, 3600)
     a, b = s.sub_paths["/a"], s.sub_paths["/b"]
     assert (a.dedupe, a.gc, a.commit) == (False, False, False)
-    # gc on: gcDelay and gcInterval get zot's hour, and retention's delay follows gcDelay.
-    assert (b.gc, b.gc_delay, b.gc_interval, b.retention.delay) == (True, 3600, 3600, 3600)
+    # gc on: gcDelay and gcInterval get zot's hour, retention's delay zot's DefaultRetentionDelay (24h).
+    assert (b.gc, b.gc_delay, b.gc_interval, b.retention.delay) == (True, 3600, 3600, 86400)
     assert "gcDelay" in refused({"storage": {"rootDirectory": "/r", "subPaths": {
         "/c": {"rootDirectory": "/c", "gc": True, "gcDelay": "0s"}}}})
 

@@ -23,6 +23,7 @@ log = logging.getLogger("ocistore.config")
 
 DEFAULT_GC_DELAY = 3600.0
 DEFAULT_GC_INTERVAL = 3600.0
+DEFAULT_RETENTION_DELAY = 86400.0
 _WINDOW = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])")
 _ROUTE = re.compile(r"/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
 
@@ -150,6 +151,9 @@ class SubPathConfig(StorageConfig):
             raise key_error("gcDelay", "must be above zero while gc is on")
         if "gc_interval" not in self.model_fields_set:
             settle(self, gc_interval=DEFAULT_GC_INTERVAL)
+        if self.retention.delay is None:
+            # zot gives a subPath with gc on its DefaultRetentionDelay, not the gcDelay the default store uses.
+            settle(self.retention, delay=DEFAULT_RETENTION_DELAY)
 
 
 class GlobalStorageConfig(StorageConfig):
