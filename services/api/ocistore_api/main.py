@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ocistore.config import load_config
-from ocistore.logs import setup_logging
+from ocistore.logs import handle_signals, setup_logging
 from ocistore.messaging import EventEmitter, setup_broker
 from ocistore.registry import Registry
 
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.port is not None:
         config = config.with_port(args.port)
     setup_logging(config)
+    handle_signals(args.config)
     broker = setup_broker(config.redis_url)
     emitter = EventEmitter(broker, config.redis_url)
     registry = Registry.from_config(config)

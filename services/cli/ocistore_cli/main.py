@@ -15,7 +15,7 @@ from ocistore.config import Config, ConfigError, json_schema, load_config
 from ocistore.config.base import redact
 from ocistore.durations import format_duration
 from ocistore.gc import collect_repository
-from ocistore.logs import setup_logging
+from ocistore.logs import handle_signals, setup_logging
 from ocistore.registry import Registry
 from ocistore.registry.catalog import list_layouts
 from ocistore.scrub import load_report, report_rows, scrub_store
@@ -36,6 +36,7 @@ def _load(path: str | None) -> Config:
 def _cmd_serve(args: argparse.Namespace) -> None:
     config = _load(args.config)
     setup_logging(config)
+    handle_signals(args.config)
     from .standalone import serve
 
     serve(config)

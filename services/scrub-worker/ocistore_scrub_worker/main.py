@@ -6,7 +6,7 @@ import argparse
 
 from ocistore.config import load_config
 from ocistore.events import Queue
-from ocistore.logs import setup_logging
+from ocistore.logs import handle_signals, setup_logging
 from ocistore.messaging import setup_broker
 from ocistore.workers import run_until_signalled, start_worker
 
@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config = load_config(args.config)
     setup_logging(config)
+    handle_signals(args.config)
     broker = setup_broker(config.redis_url)
     from . import actors
 

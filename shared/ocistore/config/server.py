@@ -86,10 +86,18 @@ def _level(value: Any) -> Any:
     raise ValueError(f"expected one of {', '.join(_LEVELS)}")
 
 
-class LogConfig(Block):
-    REFUSED: ClassVar[dict[str, str]] = {"audit": "an audit log (ocistore has no built-in authentication yet)"}
+def _format(value: Any) -> Any:
+    if isinstance(value, str) and value.lower() in ("json", "text"):
+        return value.lower()
+    raise ValueError('expected "json" or "text"')
 
+
+class LogConfig(Block):
     # zot's default is debug; ocistore's debug output follows every storage call, so it
     # starts at info, what an operator runs with.
     level: Annotated[str, BeforeValidator(_level)] = "info"
     output: str | None = None
+    # zot's: a file that gets one JSON line per mutating request.
+    audit: str | None = None
+    # ocistore's own: "json" (zot's format) or "text"; unset: text on a terminal, else JSON.
+    format: Annotated[str | None, BeforeValidator(_format)] = None
