@@ -98,11 +98,17 @@ def check_files(tls: TLSConfig | None, where: str = "http.tls") -> list[str]:
     """`verify`'s findings for the files of `http.tls`: none when they would serve."""
     if tls is None:
         return []
+    found = []
+    if tls.cacert:  # on its own, so a bad CA file and a bad pair are both reported
+        try:
+            _certificates(f"{where}.cacert", tls.cacert, _read(f"{where}.cacert", tls.cacert))
+        except TLSFileError as exc:
+            found.append(str(exc))
     try:
-        server_context(tls, where)
+        server_context(tls.model_copy(update={"cacert": None}), where)
     except TLSFileError as exc:
-        return [str(exc)]
-    return []
+        found.append(str(exc))
+    return found
 
 
 Stamp = tuple[tuple[int, int, int] | None, ...]
