@@ -277,11 +277,15 @@ class OcistoreTopology:
     """
 
     def __init__(self, workdir: Path, redis_url: str | None, storage: dict[str, Any] | None = None,
-                 extra: dict[str, Any] | None = None, replicas: int = 2) -> None:
+                 extra: dict[str, Any] | None = None, replicas: int = 2,
+                 verify: ssl.SSLContext | None = None) -> None:
         self.workdir = workdir
         # Without a redis URL the launcher starts a redis-server of its own.
         self.root, self.port, self.url, self.config_path = write_config(
             workdir, storage, {**({"redis": redis_url} if redis_url else {}), **(extra or {})})
+        self.verify: ssl.SSLContext | bool = True  # as OcistoreServer's
+        if verify is not None:
+            self.url, self.verify = self.url.replace("http://", "https://", 1), verify
         self.replicas_wanted = replicas
         self.state_path = workdir / "state.json"
         self.log_path = workdir / "topology.log"
@@ -317,7 +321,7 @@ class OcistoreTopology:
         self.pids = [int(p) for p in state["pids"]]
         try:
             for url in [self.url, *self.replicas]:
-                wait_http(f"{url}/v2/", self.proc, timeout)
+                wait_http(f"{url}/v2/", self.proc, timeout, verify=self.verify)
         except RuntimeError:
             self.stop()
             raise
