@@ -162,8 +162,7 @@ class ServerTLS:
         except TLSFileError as exc:
             log.error("TLS certificate not reloaded, the one loaded before is still served: %s", exc)
             return False
-        ctx.sni_callback = self._hello
-        self.current = ctx
+        self.current = ctx  # only the listening context's callback runs: this one needs none
         self.reloads += 1
         log.info("TLS certificate reloaded from %s", self.config.cert)
         return True
