@@ -11,6 +11,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -42,13 +43,14 @@ def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) ->
         proc.wait()
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 30.0,
+              verify: ssl.SSLContext | bool = True) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
         try:
-            httpx.get(url, timeout=1.0)
+            httpx.get(url, timeout=1.0, verify=verify)
             return
         except httpx.TransportError:
             time.sleep(0.05)
@@ -111,9 +113,14 @@ class OcistoreServer:
     """`ocistore serve CONFIG` as a child process, with its log kept for failures."""
 
     def __init__(self, workdir: Path, storage: dict[str, Any] | None = None,
-                 extra: dict[str, Any] | None = None, nofile: int | None = None) -> None:
+                 extra: dict[str, Any] | None = None, nofile: int | None = None,
+                 verify: ssl.SSLContext | None = None) -> None:
         self.workdir = workdir
         self.root, self.port, self.url, self.config_path = write_config(workdir, storage, extra)
+        # With http.tls: https, the server checked with `verify` (a context trusting the test's CA).
+        self.verify: ssl.SSLContext | bool = True
+        if verify is not None:
+            self.url, self.verify = self.url.replace("http://", "https://", 1), verify
         self.log_path = workdir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.nofile = nofile  # RLIMIT_NOFILE (soft and hard) of the server process
@@ -130,7 +137,7 @@ class OcistoreServer:
             preexec_fn=self._limit if self.nofile is not None else None,
         )
         logf.close()
-        wait_http(f"{self.url}/v2/", self.proc)
+        wait_http(f"{self.url}/v2/", self.proc, verify=self.verify)
         return self
 
     def stop(self) -> None:
@@ -270,11 +277,15 @@ class OcistoreTopology:
     """
 
     def __init__(self, workdir: Path, redis_url: str | None, storage: dict[str, Any] | None = None,
-                 extra: dict[str, Any] | None = None, replicas: int = 2) -> None:
+                 extra: dict[str, Any] | None = None, replicas: int = 2,
+                 verify: ssl.SSLContext | None = None) -> None:
         self.workdir = workdir
         # Without a redis URL the launcher starts a redis-server of its own.
         self.root, self.port, self.url, self.config_path = write_config(
             workdir, storage, {**({"redis": redis_url} if redis_url else {}), **(extra or {})})
+        self.verify: ssl.SSLContext | bool = True  # as OcistoreServer's
+        if verify is not None:
+            self.url, self.verify = self.url.replace("http://", "https://", 1), verify
         self.replicas_wanted = replicas
         self.state_path = workdir / "state.json"
         self.log_path = workdir / "topology.log"
@@ -310,7 +321,7 @@ class OcistoreTopology:
         self.pids = [int(p) for p in state["pids"]]
         try:
             for url in [self.url, *self.replicas]:
-                wait_http(f"{url}/v2/", self.proc, timeout)
+                wait_http(f"{url}/v2/", self.proc, timeout, verify=self.verify)
         except RuntimeError:
             self.stop()
             raise

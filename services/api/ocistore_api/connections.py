@@ -39,6 +39,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from ocistore.config import HTTPConfig
+from ocistore.tls_identity import ClientCertificate
+
+from .tls import CLIENT_CERTIFICATE
 
 log = logging.getLogger("ocistore.http")
 
@@ -184,11 +187,14 @@ class GuardedProtocol(HttpToolsProtocol):
         self.header_timer: asyncio.TimerHandle | None = None
         self.body_timer: asyncio.TimerHandle | None = None
         self.write_timer: asyncio.TimerHandle | None = None
+        self.client_certificate: ClientCertificate | None = None
 
     # --- connection life
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if self.scheme == "https":  # made after the handshake: a certificate given is verified
+            self.client_certificate = ClientCertificate.from_peercert(transport.get_extra_info("peercert"))
         if not self.pool.admit(self):
             self.transport.write(_refusal(503, "Service Unavailable", "too many connections; retry later"))
             self.transport.close()
@@ -249,6 +255,8 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        if self.scheme == "https":
+            self.scope["state"][CLIENT_CERTIFICATE] = self.client_certificate
         self.head_fields = 0
         if not self._serving():
             self.pool.set(self, READING)

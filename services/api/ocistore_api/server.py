@@ -1,25 +1,65 @@
 """Running the app under uvicorn, tuned for a registry: uvloop, httptools, no access log,
-and the connection limits of `connections` (uvicorn has none of its own for heads)."""
+the connection limits of `connections` (uvicorn has none of its own for heads), and zot's
+`http.tls` and `http.ratelimit`."""
 
 from __future__ import annotations
 
 import logging
+import signal
+import ssl
+from collections.abc import Callable
+from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from ocistore.config import Config
+from ocistore.ratelimit import RateLimiter
+from ocistore.tls import ServerTLS, TLSFileError
 
 from .connections import Limits, fd_limit, protocol_class
+from .ratelimit import RateLimit
+from .tls import RequireClientCertificate
 
 log = logging.getLogger("ocistore")
 
 
-def run(app: FastAPI, config: Config) -> None:
+def guarded(app: ASGIApp, config: Config) -> ASGIApp:
+    """The app behind zot's rate limits (outermost, as zot's router applies them first) and,
+    with `cacert`, the client-certificate requirement (see `tls`)."""
+    http = config.http
+    if http.tls is not None and http.tls.cacert:
+        app = RequireClientCertificate(app)
+    if http.ratelimit is not None:
+        limiter = RateLimiter(http.ratelimit)
+        if limiter:
+            app = RateLimit(app, limiter)
+    return app
+
+
+def server_tls(config: Config) -> ServerTLS | None:
+    """The TLS of `http.tls`, reloaded on SIGHUP as well as when its files change."""
+    if config.http.tls is None:
+        return None
+    try:
+        tls = ServerTLS(config.http.tls)
+    except TLSFileError as exc:
+        raise SystemExit(f"ocistore: {exc}") from None
+    signal.signal(signal.SIGHUP, lambda signum, frame: tls.request_reload())
+    return tls
+
+
+def run(app: ASGIApp, config: Config) -> None:
     fds = fd_limit()
     limits = Limits.from_config(config.http, fds)
-    log.info("listening on http://%s:%d (at most %d connections; %d file descriptors)",
-             config.http.address, config.http.port, limits.max_connections, fds)
-    uvicorn.run(app, host=config.http.address, port=config.http.port, loop="uvloop", http=protocol_class(limits),
-                ws="none", access_log=False,
+    tls = server_tls(config)
+    factory: Callable[[Any, Callable[[], ssl.SSLContext]], ssl.SSLContext] | None = None
+    if tls is not None:
+        context = tls.context
+        factory = lambda uvicorn_config, default: context  # noqa: E731
+    log.info("listening on %s://%s:%d (at most %d connections; %d file descriptors)%s",
+             "https" if tls else "http", config.http.address, config.http.port, limits.max_connections, fds,
+             " asking clients for a certificate" if tls and tls.config.cacert else "")
+    uvicorn.run(guarded(app, config), host=config.http.address, port=config.http.port, loop="uvloop",
+                http=protocol_class(limits), ws="none", access_log=False, ssl_context_factory=factory,
                 log_config=None, server_header=False, timeout_graceful_shutdown=10)

@@ -57,7 +57,13 @@ def _cmd_verify(args: argparse.Namespace) -> None:
         print(f"  store {route}: {where}, dedupe {s.dedupe} (cache {cache}), gc {s.gc}, "
               f"gcDelay {format_duration(s.gc_delay)}, gcInterval {format_duration(s.gc_interval)}, "
               f"commit {s.commit}")
-    print(f"  listens on {config.http.address}:{config.http.port}")
+    tls = config.http.tls
+    print(f"  listens on {'https' if tls else 'http'}://{config.http.address}:{config.http.port}"
+          + (f" (client certificates from {tls.cacert})" if tls and tls.cacert else ""))
+    if config.http.ratelimit and (config.http.ratelimit.rate or config.http.ratelimit.methods):
+        rl = config.http.ratelimit
+        rates = ([f"{rl.rate}/s"] if rl.rate else []) + [f"{m.method} {m.rate}/s" for m in rl.methods]
+        print(f"  rate limits per client: {', '.join(rates)}")
     if config.redis_url:
         print(f"  redis {redact('redis', config.redis_url)}")
     if config.scrub.enable:

@@ -113,9 +113,11 @@ class Topology:
             self._spawn([str(BIN / f"ocistore-{worker}"), str(self.config_path)], worker, env)
 
     def describe(self) -> dict[str, object]:
+        # With http.tls every replica serves TLS itself; the balancer passes the bytes through.
+        scheme = "https" if self.config.http.tls else "http"
         return {
-            "url": f"http://{self.config.http.address}:{self.config.http.port}",
-            "replicas": [f"http://127.0.0.1:{p}" for p in self.api_ports],
+            "url": f"{scheme}://{self.config.http.address}:{self.config.http.port}",
+            "replicas": [f"{scheme}://127.0.0.1:{p}" for p in self.api_ports],
             "redis": self.config.redis_url,
             "logs": str(self.workdir),
             "pids": [p.pid for p in self.procs],

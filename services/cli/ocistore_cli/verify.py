@@ -1,7 +1,8 @@
 """`ocistore verify`: what `serve` needs, checked before it is needed.
 
 Without `--connect` nothing is dialled: the config parses, and the directories it names can
-be written and the files it names read. With `--connect`, each server the config names
+be written and the files it names read (`http.tls`: the certificate, the key that matches it
+and the CA certificates all load as `serve` loads them). With `--connect`, each server the config names
 (Redis, S3, DynamoDB) is reached with the configured credentials.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from ocistore.config import Config, DynamoDBCacheConfig, EmbeddedCacheConfig, RedisCacheConfig, StorageConfig
 from ocistore.config.base import redact
+from ocistore.tls import check_files
 
 
 def problems_on_disk(config: Config) -> list[str]:
@@ -26,6 +28,7 @@ def problems_on_disk(config: Config) -> list[str]:
             _writable_dir(f"{where} holder index (cache.db)", store.holder_index_dir, found)
     if config.log.output:
         _writable_dir("log.output", str(Path(config.log.output).parent), found)
+    found += check_files(config.http.tls)
     return found
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from .base import Block, Duration, Whole, settle
+from .tls import RatelimitConfig, TLSConfig
 
 # Not yet offered: refused by name with the reason, never ignored.
 _NO_AUTH = "put an authenticating proxy in front of ocistore until its own authentication lands"
@@ -32,11 +33,9 @@ class HTTPConfig(Block):
     must not hold resources that other clients need."""
 
     REFUSED: ClassVar[dict[str, str]] = {
-        "tls": "TLS: terminate it in a reverse proxy in front of ocistore",
         "auth": f"authentication: {_NO_AUTH}",
         "accesscontrol": f"access control: {_NO_AUTH}",
         "realm": "an authentication realm (ocistore has no built-in authentication yet)",
-        "ratelimit": "rate limiting: put a rate-limiting proxy in front of ocistore",
         "externalurl": "externalUrl (used by zot's OpenID login only)",
         "alloworigin": "CORS: set the headers in a proxy in front of ocistore",
     }
@@ -60,6 +59,9 @@ class HTTPConfig(Block):
     max_requests_per_connection: Annotated[Whole, Field(ge=1, le=1 << 31)] = 1000
     # None: half the file-descriptor limit (raised to its hard limit at start), at most 10,000.
     max_connections: Annotated[Whole, Field(ge=1, le=1 << 20)] | None = None
+    # zot's: HTTPS with these files (README "TLS"), and per-client request rates ("Rate limiting").
+    tls: TLSConfig | None = None
+    ratelimit: RatelimitConfig | None = None
 
     @field_validator("read_timeout", "write_timeout", "header_timeout", "body_idle_timeout", "keep_alive_timeout")
     @classmethod
