@@ -139,24 +139,33 @@ def setup_logging(config: Config) -> None:
         audit.setLevel(logging.INFO)
 
 
-def handle_signals(config_path: str | None, reloaders: list[Callable[[Config], str | None]] | None = None) -> None:
+_RELOADERS: list[Callable[[Config | None], str | None]] = []
+
+
+def on_hangup(reload: Callable[[Config | None], str | None]) -> None:
+    """Have SIGHUP call `reload` with the reread config (None without a config file); what it
+    returns says what it reloaded, for the log line."""
+    _RELOADERS.append(reload)
+
+
+def handle_signals(config_path: str | None) -> None:
     """SIGHUP rereads the config and applies what can change while running (the log level,
-    and what `reloaders` take), logging what it did; SIGUSR1/2 are logged and ignored. Their
-    default action would end the process, and an operator sends them out of habit."""
+    and what `on_hangup` registered: TLS, authentication), logging what it did; SIGUSR1/2 are
+    logged and ignored. Their default action would end the process, and an operator sends
+    them out of habit."""
 
     def hangup(signum: int, frame: object) -> None:
-        if config_path is None:
-            log.warning("SIGHUP: no config file to reread (started with the defaults)")
-            return
-        try:
-            config = load_config(config_path)
-        except Exception as exc:
-            log.error("SIGHUP: %s not reloaded, the running settings stay: %s", config_path, exc)
-            return
-        before = logging.getLevelName(logging.getLogger().level).lower()
-        set_level(config.log.level)
-        done = [f"log level {before} -> {config.log.level}"]
-        for reload in reloaders or []:
+        config: Config | None = None
+        done: list[str] = []
+        if config_path is not None:
+            try:
+                config = load_config(config_path)
+            except Exception as exc:
+                log.error("SIGHUP: %s not reloaded, the running settings stay: %s", config_path, exc)
+                return
+            before = logging.getLevelName(logging.getLogger().level).lower()
+            done.append(f"log level {before} -> {config.log.level}")
+        for reload in _RELOADERS:
             try:
                 what = reload(config)
             except Exception as exc:
@@ -164,7 +173,13 @@ def handle_signals(config_path: str | None, reloaders: list[Callable[[Config], s
                 continue
             if what:
                 done.append(what)
-        log.warning("SIGHUP: reloaded %s: %s", config_path, "; ".join(done))
+        # Said under the more verbose of the two levels, so a quieter level still shows it.
+        quieter = config is not None and _LEVELS[config.log.level] > logging.getLogger().level
+        if config is not None and not quieter:
+            set_level(config.log.level)
+        log.warning("SIGHUP: reloaded %s: %s", config_path or "(no config file)", "; ".join(done) or "nothing")
+        if config is not None and quieter:
+            set_level(config.log.level)
 
     signal.signal(signal.SIGHUP, hangup)
     for sig in (signal.SIGUSR1, signal.SIGUSR2):

@@ -5,7 +5,6 @@ the connection limits of `connections` (uvicorn has none of its own for heads), 
 from __future__ import annotations
 
 import logging
-import signal
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -14,9 +13,11 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from ocistore.config import Config
+from ocistore.logs import on_hangup
 from ocistore.ratelimit import RateLimiter
 from ocistore.tls import ServerTLS, TLSFileError
 
+from .access_log import AccessLog
 from .connections import Limits, fd_limit, protocol_class
 from .ratelimit import RateLimit
 from .tls import RequireClientCertificate
@@ -25,8 +26,9 @@ log = logging.getLogger("ocistore")
 
 
 def guarded(app: ASGIApp, config: Config) -> ASGIApp:
-    """The app behind zot's rate limits (outermost, as zot's router applies them first) and,
-    with `cacert`, the client-certificate requirement (see `tls`)."""
+    """The app behind zot's rate limits (as zot's router applies them first) and, with
+    `cacert`, the client-certificate requirement (see `tls`); the access log outside all, so
+    every answer is logged, refusals included."""
     http = config.http
     if http.tls is not None and http.tls.cacert:
         app = RequireClientCertificate(app)
@@ -34,7 +36,8 @@ def guarded(app: ASGIApp, config: Config) -> ASGIApp:
         limiter = RateLimiter(http.ratelimit)
         if limiter:
             app = RateLimit(app, limiter)
-    return app
+    metrics = config.metrics
+    return AccessLog(app, metrics.prometheus.path if metrics.enable else None)
 
 
 def server_tls(config: Config) -> ServerTLS | None:
@@ -45,7 +48,11 @@ def server_tls(config: Config) -> ServerTLS | None:
         tls = ServerTLS(config.http.tls)
     except TLSFileError as exc:
         raise SystemExit(f"ocistore: {exc}") from None
-    signal.signal(signal.SIGHUP, lambda signum, frame: tls.request_reload())
+    def recheck(config: Config | None) -> str:
+        tls.request_reload()
+        return "TLS files rechecked at the next handshake"
+
+    on_hangup(recheck)
     return tls
 
 
