@@ -12,7 +12,15 @@ import os
 import uuid
 from pathlib import Path
 
-from ocistore.config import Config, DynamoDBCacheConfig, EmbeddedCacheConfig, RedisCacheConfig, StorageConfig
+from ocistore.auth import Access
+from ocistore.config import (
+    Config,
+    ConfigError,
+    DynamoDBCacheConfig,
+    EmbeddedCacheConfig,
+    RedisCacheConfig,
+    StorageConfig,
+)
 from ocistore.config.base import redact
 
 
@@ -26,6 +34,10 @@ def problems_on_disk(config: Config) -> list[str]:
             _writable_dir(f"{where} holder index (cache.db)", store.holder_index_dir, found)
     if config.log.output:
         _writable_dir("log.output", str(Path(config.log.output).parent), found)
+    try:
+        Access(config.http)  # what `serve` does first: the htpasswd file must be there, all bcrypt
+    except ConfigError as exc:
+        found.append(str(exc))
     return found
 
 

@@ -6,10 +6,8 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from .auth import AccessControlConfig, AuthConfig, check_auth
 from .base import Block, Duration, Whole, settle
-
-# Not yet offered: refused by name with the reason, never ignored.
-_NO_AUTH = "put an authenticating proxy in front of ocistore until its own authentication lands"
 
 
 def _port(value: Any) -> Any:
@@ -33,9 +31,6 @@ class HTTPConfig(Block):
 
     REFUSED: ClassVar[dict[str, str]] = {
         "tls": "TLS: terminate it in a reverse proxy in front of ocistore",
-        "auth": f"authentication: {_NO_AUTH}",
-        "accesscontrol": f"access control: {_NO_AUTH}",
-        "realm": "an authentication realm (ocistore has no built-in authentication yet)",
         "ratelimit": "rate limiting: put a rate-limiting proxy in front of ocistore",
         "externalurl": "externalUrl (used by zot's OpenID login only)",
         "alloworigin": "CORS: set the headers in a proxy in front of ocistore",
@@ -60,6 +55,11 @@ class HTTPConfig(Block):
     max_requests_per_connection: Annotated[Whole, Field(ge=1, le=1 << 31)] = 1000
     # None: half the file-descriptor limit (raised to its hard limit at start), at most 10,000.
     max_connections: Annotated[Whole, Field(ge=1, le=1 << 20)] | None = None
+    # zot's authentication and access control (see config/auth.py); none: every request is allowed.
+    auth: AuthConfig | None = None
+    access_control: AccessControlConfig | None = None
+    # The Basic challenge's realm; zot answers "Authorization Required" when it is empty.
+    realm: str = "Authorization Required"
 
     @field_validator("read_timeout", "write_timeout", "header_timeout", "body_idle_timeout", "keep_alive_timeout")
     @classmethod
@@ -67,6 +67,16 @@ class HTTPConfig(Block):
         if value is not None and value <= 0:
             raise ValueError("expected a duration above zero, such as 10s")
         return value
+
+    @field_validator("realm")
+    @classmethod
+    def _realm(cls, value: str) -> str:
+        return value or "Authorization Required"
+
+    @model_validator(mode="after")
+    def _auth_agrees(self) -> HTTPConfig:
+        check_auth(self.auth, self.access_control)
+        return self
 
     @model_validator(mode="after")
     def _read_timeout(self) -> HTTPConfig:
@@ -87,7 +97,7 @@ def _level(value: Any) -> Any:
 
 
 class LogConfig(Block):
-    REFUSED: ClassVar[dict[str, str]] = {"audit": "an audit log (ocistore has no built-in authentication yet)"}
+    REFUSED: ClassVar[dict[str, str]] = {"audit": "an audit log is not offered yet"}
 
     # zot's default is debug; ocistore's debug output follows every storage call, so it
     # starts at info, what an operator runs with.
