@@ -1,110 +1,220 @@
-"""Repository globs as zot matches them (github.com/bmatcuk/doublestar/v4 `Match`).
+"""Repository globs as zot matches them (bmatcuk/doublestar v4's `Match`), compiled once.
 
-zot's `retention.policies[].repositories` and `accessControl.repositories` are doublestar
-patterns, so a config moved from zot must select the same repositories here:
+zot names repositories in its config by doublestar globs (`accessControl.repositories`,
+retention's `repositories`), so a config written for zot must select the same
+repositories here:
 
-- `*` and `?` stay within one path component, `[...]` is a class (`[!...]` or `[^...]`
-  negates), `{a,b}` an alternation, `\\` escapes the next character;
-- `**` as a whole component matches zero or more components, so `a/**` matches `a` too.
+- `*` is any run of characters within one path component, `?` one such character;
+- `**` as a whole component is zero or more components: `a/**` matches `a`, `a/b` and
+  `a/b/c`; `**/b` matches `b` and `x/y/b`; elsewhere (`a**`) it is a single `*`;
+- `[abc]`, `[a-z]`, `[!a]` / `[^a]` classes, `{x,y}` alternatives (nested, and each
+  alternative may hold any of the above), `\\` escapes the next character.
+
+Braces are expanded first, as doublestar does (it substitutes each alternative into the
+pattern), then each brace-free pattern becomes one regular expression.  A pattern that
+doublestar's `ValidatePattern` refuses (an unclosed class or brace, an empty class, a
+trailing backslash) raises `ValueError`, so it fails when the config is read.
 """
 
 from __future__ import annotations
 
-import functools
 import re
+from functools import lru_cache
+
+# Brace expansion multiplies alternatives; a config pattern that expands past this is a mistake.
+_MAX_ALTERNATIVES = 1024
 
 
-def _class(pattern: str, i: int) -> tuple[str, int]:
-    """The regex of the class starting at `pattern[i] == "["`, and the index after it."""
-    j = i + 1
-    negate = j < len(pattern) and pattern[j] in "!^"
-    if negate:
-        j += 1
-    body = []
-    while j < len(pattern) and pattern[j] != "]":
-        if pattern[j] == "\\" and j + 1 < len(pattern):
-            j += 1
-        body.append(pattern[j] if pattern[j] == "-" else re.escape(pattern[j]))
-        j += 1
-    if j >= len(pattern):
-        raise ValueError(f"unterminated [ in {pattern!r}")
-    inner = "".join(body)
-    # A class never matches the separator, as doublestar's does not.
-    return (f"[^/{inner}]" if negate else f"(?!/)[{inner}]"), j + 1
+class Glob:
+    """One compiled pattern; `matches(name)` is doublestar's `Match(pattern, name)`."""
+
+    __slots__ = ("_regex", "pattern")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        alternatives = _expand(pattern)
+        self._regex = re.compile("|".join(f"(?:{_translate(p)})" for p in alternatives), re.DOTALL)
+
+    def matches(self, name: str) -> bool:
+        return self._regex.fullmatch(name) is not None
+
+    def __repr__(self) -> str:
+        return f"Glob({self.pattern!r})"
 
 
-def _alternatives(pattern: str, i: int) -> tuple[list[str], int]:
-    """The comma-separated parts of the `{...}` starting at `pattern[i]`, and the index after it."""
-    depth, j, start, parts = 0, i, i + 1, []
-    while j < len(pattern):
-        ch = pattern[j]
+@lru_cache(maxsize=4096)
+def compile_glob(pattern: str) -> Glob:
+    """The compiled pattern (cached: config patterns are few and used on every request)."""
+    return Glob(pattern)
+
+
+def check_glob(pattern: str) -> str:
+    """`pattern` itself if doublestar would accept it; ValueError naming the problem otherwise."""
+    if not pattern:
+        raise ValueError("an empty glob matches nothing")
+    try:
+        compile_glob(pattern)
+    except ValueError as exc:
+        raise ValueError(f"{pattern!r} is no valid glob: {exc}") from None
+    return pattern
+
+
+def _closing(pattern: str, start: int, close: str) -> int:
+    """Index of the `close` that ends the group opened just before `start` (escapes and
+    nested braces skipped), or -1."""
+    depth = 0
+    i = start
+    while i < len(pattern):
+        ch = pattern[i]
         if ch == "\\":
-            j += 2
+            i += 2
+            continue
+        if close == "}" and ch == "{":
+            depth += 1
+        elif ch == close:
+            if depth == 0:
+                return i
+            depth -= 1
+        i += 1
+    return -1
+
+
+def _split_alternatives(body: str) -> list[str]:
+    """The top-level comma-separated parts of a brace group's body."""
+    parts: list[str] = []
+    depth, i, start = 0, 0, 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\":
+            i += 2
             continue
         if ch == "{":
             depth += 1
         elif ch == "}":
             depth -= 1
-            if depth == 0:
-                parts.append(pattern[start:j])
-                return parts, j + 1
-        elif ch == "," and depth == 1:
-            parts.append(pattern[start:j])
-            start = j + 1
-        j += 1
-    raise ValueError(f"unterminated {{ in {pattern!r}")
+        elif ch == "," and depth == 0:
+            parts.append(body[start:i])
+            start = i + 1
+        i += 1
+    parts.append(body[start:])
+    return parts
+
+
+def _expand(pattern: str) -> list[str]:
+    """Every brace-free pattern the braces of `pattern` stand for."""
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "[":
+            end = _class_end(pattern, i)
+            i = end + 1
+            continue
+        if ch == "{":
+            end = _closing(pattern, i + 1, "}")
+            if end < 0:
+                raise ValueError("a '{' is never closed")
+            head, tail = pattern[:i], pattern[end + 1:]
+            out: list[str] = []
+            for alternative in _split_alternatives(pattern[i + 1:end]):
+                out.extend(_expand(head + alternative + tail))
+                if len(out) > _MAX_ALTERNATIVES:
+                    raise ValueError(f"braces expand to more than {_MAX_ALTERNATIVES} patterns")
+            return out
+        i += 1
+    return [pattern]
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """Index of the `]` closing the class that opens at `start`."""
+    i = start + 1
+    if i < len(pattern) and pattern[i] in "!^":
+        i += 1
+    if i >= len(pattern) or pattern[i] == "]":
+        raise ValueError("a character class is empty or never closed")
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            i += 2
+            continue
+        if pattern[i] == "]":
+            return i
+        i += 1
+    raise ValueError("a '[' is never closed")
+
+
+def _class_regex(body: str) -> str:
+    negate = body[:1] in ("!", "^")
+    if negate:
+        body = body[1:]
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            out.append(re.escape(body[i + 1]))
+            i += 2
+            continue
+        # A dash between two characters is a range, anywhere else a dash.
+        out.append("-" if ch == "-" and out and i + 1 < len(body) else re.escape(ch))
+        i += 1
+    return "[" + ("^" if negate else "") + "".join(out) + "]"
 
 
 def _translate(pattern: str) -> str:
+    """A brace-free pattern as a regular expression matched against the whole name."""
     out: list[str] = []
     i, n = 0, len(pattern)
+    segment_start = True
     while i < n:
         ch = pattern[i]
-        if ch == "*" and pattern.startswith("**", i) and (i == 0 or pattern[i - 1] == "/") \
-                and (i + 2 == n or pattern[i + 2] == "/"):
-            if i + 2 == n:
-                if out and out[-1] == "/":
-                    out[-1] = "(?:/.*)?"   # `a/**` is `a` and everything under it
-                else:
-                    out.append(".*")
-                i += 2
+        if ch == "*":
+            if i + 1 < n and pattern[i + 1] == "*" and segment_start:
+                after = i + 2
+                if after == n:
+                    # A trailing `/**` also matches the directory itself: `a/**` matches `a`.
+                    if out and out[-1] == "/":
+                        out[-1] = "(?:/.*)?"
+                    else:
+                        out.append(".*")
+                    i = after
+                    continue
+                if pattern[after] == "/":
+                    out.append("(?:[^/]*/)*")  # zero or more whole components
+                    i = after + 1
+                    segment_start = True
+                    continue
+                i = after  # `**x`: a single star, as bash's globstar
             else:
-                out.append("(?:.*/)?")     # `**/` is zero or more whole components
-                i += 3
-        elif ch == "*":
-            while i < n and pattern[i] == "*":
                 i += 1
             out.append("[^/]*")
+            segment_start = False
         elif ch == "?":
             out.append("[^/]")
             i += 1
+            segment_start = False
         elif ch == "[":
-            regex, i = _class(pattern, i)
-            out.append(regex)
-        elif ch == "{":
-            parts, i = _alternatives(pattern, i)
-            out.append("(?:" + "|".join(_translate(p) for p in parts) + ")")
+            end = _class_end(pattern, i)
+            out.append(_class_regex(pattern[i + 1:end]))
+            i = end + 1
+            segment_start = False
         elif ch == "\\":
             if i + 1 >= n:
-                raise ValueError(f"{pattern!r} ends in an escape")
+                raise ValueError("the pattern ends in a lone backslash")
             out.append(re.escape(pattern[i + 1]))
+            segment_start = pattern[i + 1] == "/"
             i += 2
         elif ch == "/":
             out.append("/")
             i += 1
+            segment_start = True
         else:
             out.append(re.escape(ch))
             i += 1
+            segment_start = False
     return "".join(out)
 
 
-@functools.lru_cache(maxsize=1024)
-def compile_glob(pattern: str) -> re.Pattern[str]:
-    """The pattern as an anchored regex; ValueError when it is no valid glob."""
-    if not pattern:
-        raise ValueError("an empty glob matches nothing")
-    return re.compile(_translate(pattern))
-
-
 def glob_match(pattern: str, name: str) -> bool:
-    return compile_glob(pattern).fullmatch(name) is not None
+    return compile_glob(pattern).matches(name)

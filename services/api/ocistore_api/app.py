@@ -2,7 +2,9 @@
 
 All of `/v2/<name>/...` goes through one route and a table keyed by (endpoint, method):
 repository names contain slashes, so path templates would be ambiguous, and the raw
-path must be checked before anything is decoded.
+path must be checked before anything is decoded. Every route but `/livez` and `/readyz`
+asks `auth.guard` first, once the name is known to be valid and before the handler reads
+anything of the repository, so a refusal never tells whether it exists.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from ocistore.auth import Access, Kind, Need
 from ocistore.config import MetricsConfig
 from ocistore.errors import ErrorCode, RegistryError
 from ocistore.messaging import EventEmitter
@@ -27,6 +30,7 @@ from ocistore.storage import PathNotFound
 from ocistore.usage import measure
 
 from . import blob_routes, discovery_routes, manifest_routes, upload_routes
+from .auth import guard, route_need
 from .failures import KeepConnection, http_exception, storage_failure, unexpected
 from .paths import parse_path
 from .responses import empty, error_response, json_response
@@ -67,8 +71,11 @@ class RegistryApp(FastAPI):
         return KeepConnection(super().build_middleware_stack())
 
 
-def create_app(registry: Registry, emitter: EventEmitter, metrics_config: MetricsConfig | None = None) -> FastAPI:
-    """The registry's routes; metrics at zot's `extensions.metrics.prometheus.path`, unless disabled."""
+def create_app(registry: Registry, emitter: EventEmitter, metrics_config: MetricsConfig | None = None,
+               access: Access | None = None) -> FastAPI:
+    """The registry's routes; metrics at zot's `extensions.metrics.prometheus.path`, unless disabled.
+
+    `access` is the config's authentication and access control; None lets every request in."""
     metrics_config = metrics_config or MetricsConfig()
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -81,6 +88,7 @@ def create_app(registry: Registry, emitter: EventEmitter, metrics_config: Metric
     app = RegistryApp(title="ocistore", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
                       exception_handlers={Exception: unexpected, HTTPException: http_exception})
     app.state.emitter = emitter
+    app.state.access = access
 
     async def dispatch(request: Request) -> Response:
         raw = request.scope.get("raw_path") or request.url.path.encode()
@@ -97,6 +105,10 @@ def create_app(registry: Registry, emitter: EventEmitter, metrics_config: Metric
                                     headers={"Allow": _ALLOWED[route.kind]})
             store = registry.store_for(route.name)
             try:
+                if access is not None:
+                    refused = await guard(request, await route_need(request, access, store, route))
+                    if refused is not None:
+                        return refused
                 return await handler(request, store, route.name, route.arg)
             except PathNotFound:
                 # Something went away under us (a concurrent cancel, GC of a stale session).
@@ -113,9 +125,11 @@ def create_app(registry: Registry, emitter: EventEmitter, metrics_config: Metric
             return empty(400)
 
     async def base(request: Request) -> Response:
-        return json_response({})
+        return await guard(request, Need(Kind.PROBE)) or json_response({})
 
     async def catalog(request: Request) -> Response:
+        if (refused := await guard(request, Need(Kind.CATALOG))) is not None:
+            return refused
         try:
             return await discovery_routes.list_catalog(request, registry)
         except RegistryError as exc:
@@ -140,6 +154,8 @@ def create_app(registry: Registry, emitter: EventEmitter, metrics_config: Metric
         return json_response({"status": "ok" if all(found.values()) else "degraded", "dependencies": found})
 
     async def metrics(request: Request) -> Response:
+        if (refused := await guard(request, Need(Kind.METRICS))) is not None:
+            return refused
         text = (
             "# TYPE ocistore_events_sent_total counter\n"
             f"ocistore_events_sent_total {emitter.sent}\n"
@@ -154,10 +170,14 @@ def create_app(registry: Registry, emitter: EventEmitter, metrics_config: Metric
 
     async def usage(request: Request) -> Response:
         """Logical and physical bytes per store and repository (one walk of each store)."""
+        if (refused := await guard(request, Need(Kind.ADMIN))) is not None:
+            return refused
         return json_response({store.route or "/": (await measure(store)).as_dict()
                               for store in registry.stores.values()})
 
     async def scrub_report(request: Request) -> Response:
+        if (refused := await guard(request, Need(Kind.ADMIN))) is not None:
+            return refused
         reports = {store.route or "/": await load_report(store) for store in registry.stores.values()}
         return json_response({
             route: {"passes": r.passes, "last_pass_end": r.last_pass_end, "findings": report_rows(r)}

@@ -13,6 +13,7 @@ from ocistore.mediatypes import OCI_INDEX
 from ocistore.registry import Registry, Store, catalog, referrers, tags
 from ocistore.wire import wire_int
 
+from .auth import readable
 from .responses import json_response
 
 MAX_PAGE = 10000
@@ -45,7 +46,9 @@ async def list_tags(request: Request, store: Store, name: str, _: str) -> Respon
 
 
 async def list_catalog(request: Request, registry: Registry) -> Response:
-    names = sorted(await catalog.catalog(registry))
+    """Only the repositories the caller may read, paginated after filtering."""
+    may_read = readable(request)
+    names = sorted(n for n in await catalog.catalog(registry) if may_read is None or may_read(n))
     return _paged(request, names, "/v2/_catalog", "repositories", {})
 
 

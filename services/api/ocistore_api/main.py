@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ocistore.config import load_config
+from ocistore.auth import Access
+from ocistore.config import ConfigError, load_config
 from ocistore.logs import handle_signals, setup_logging
 from ocistore.messaging import EventEmitter, setup_broker
 from ocistore.registry import Registry
@@ -29,10 +30,14 @@ def main(argv: list[str] | None = None) -> None:
         config = config.with_port(args.port)
     setup_logging(config)
     handle_signals(args.config)
+    try:
+        access = Access(config.http)
+    except ConfigError as exc:
+        raise SystemExit(f"ocistore-api: {exc}") from None
     broker = setup_broker(config.redis_url)
     emitter = EventEmitter(broker, config.redis_url)
     registry = Registry.from_config(config)
     try:
-        server.run(create_app(registry, emitter, config.metrics), config)
+        server.run(create_app(registry, emitter, config.metrics, access), config)
     finally:
         emitter.close()

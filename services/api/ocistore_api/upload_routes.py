@@ -13,6 +13,7 @@ from ocistore.events import EventName
 from ocistore.registry import Store, uploads
 from ocistore.wire import wire_int
 
+from .auth import readable
 from .body import chunks, content_length
 from .events import emit
 from .responses import empty
@@ -47,7 +48,7 @@ async def start_upload(request: Request, store: Store, name: str, _: str) -> Res
     mount = params.get("mount")
     if mount is not None:
         digest = Digest.parse(mount)
-        if await uploads.mount(store, name, digest, params.get("from")):
+        if await uploads.mount(store, name, digest, params.get("from"), readable(request)):
             return _blob_created(request, store, name, digest)
     elif "digest" in params:
         digest = _digest_param(request)

@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from ocistore.auth import Access
 from ocistore.blobstore import reconcile
 from ocistore.config import Config, ConfigError, json_schema, load_config
 from ocistore.config.base import redact
@@ -33,13 +34,23 @@ def _load(path: str | None) -> Config:
         raise SystemExit(2) from None
 
 
+def _access(config: Config) -> Access:
+    """The config's access rules, loaded (its htpasswd file read) before anything is served."""
+    try:
+        return Access(config.http)
+    except ConfigError as exc:
+        print(f"ocistore: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def _cmd_serve(args: argparse.Namespace) -> None:
     config = _load(args.config)
     setup_logging(config)
     handle_signals(args.config)
+    access = _access(config)
     from .standalone import serve
 
-    serve(config)
+    serve(config, access)
 
 
 def _cmd_verify(args: argparse.Namespace) -> None:
@@ -211,6 +222,7 @@ def _size(n: int) -> str:
 def _cmd_topology(args: argparse.Namespace) -> None:
     config = _load(args.config)
     setup_logging(config)
+    _access(config)  # each replica reads it again; a bad file stops the launcher, not only them
     from .topology import run
 
     run(Path(args.config), config, args.replicas, Path(args.state) if args.state else None,

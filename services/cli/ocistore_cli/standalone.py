@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from ocistore.auth import Access
 from ocistore.config import Config
 from ocistore.events import Queue
 from ocistore.messaging import EventEmitter, setup_broker
@@ -20,7 +21,7 @@ from ocistore_api.app import create_app
 log = logging.getLogger("ocistore")
 
 
-def serve(config: Config) -> None:
+def serve(config: Config, access: Access) -> None:
     broker = setup_broker(config.redis_url)
     # Actors bind to the broker that is global when they are imported.
     import ocistore_gc_worker.actors as gc_actors
@@ -38,7 +39,7 @@ def serve(config: Config) -> None:
     registry = Registry.from_config(config)
     log.info("storing repositories in %s", registry.default.config.root_directory)
     try:
-        server.run(create_app(registry, emitter, config.metrics), config)
+        server.run(create_app(registry, emitter, config.metrics, access), config)
     finally:
         for t in tickers:
             t.stop()

@@ -13,7 +13,15 @@ import os
 import uuid
 from pathlib import Path
 
-from ocistore.config import Config, DynamoDBCacheConfig, EmbeddedCacheConfig, RedisCacheConfig, StorageConfig
+from ocistore.auth import Access
+from ocistore.config import (
+    Config,
+    ConfigError,
+    DynamoDBCacheConfig,
+    EmbeddedCacheConfig,
+    RedisCacheConfig,
+    StorageConfig,
+)
 from ocistore.config.base import redact
 from ocistore.tls import check_files
 
@@ -29,6 +37,10 @@ def problems_on_disk(config: Config) -> list[str]:
     if config.log.output:
         _writable_dir("log.output", str(Path(config.log.output).parent), found)
     found += check_files(config.http.tls)
+    try:
+        Access(config.http)  # what `serve` does first: the htpasswd file must be there, all bcrypt
+    except ConfigError as exc:
+        found.append(str(exc))
     return found
 
 

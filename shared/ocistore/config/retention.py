@@ -10,17 +10,8 @@ import re
 
 from pydantic import Field, field_validator
 
-from ..globs import compile_glob
+from ..globs import check_glob
 from .base import Block, Duration, Flag, Whole
-
-
-def _check_glob(pattern: str) -> str:
-    """zot checks `repositories` with doublestar's ValidatePattern: a bad glob fails verify."""
-    try:
-        compile_glob(pattern)
-    except ValueError as exc:
-        raise ValueError(f"{pattern!r} is no valid glob: {exc}") from None
-    return pattern
 
 
 class KeepUntagged(Block):
@@ -58,7 +49,7 @@ class RetentionPolicy(Block):
     @field_validator("repositories")
     @classmethod
     def _globs(cls, globs: list[str]) -> list[str]:
-        return [_check_glob(g) for g in globs]
+        return [check_glob(g) for g in globs]
 
 
 class Retention(Block):

@@ -6,11 +6,9 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from .auth import AccessControlConfig, AuthConfig, check_auth
 from .base import Block, Duration, Whole, settle
 from .tls import RatelimitConfig, TLSConfig
-
-# Not yet offered: refused by name with the reason, never ignored.
-_NO_AUTH = "put an authenticating proxy in front of ocistore until its own authentication lands"
 
 
 def _port(value: Any) -> Any:
@@ -33,9 +31,6 @@ class HTTPConfig(Block):
     must not hold resources that other clients need."""
 
     REFUSED: ClassVar[dict[str, str]] = {
-        "auth": f"authentication: {_NO_AUTH}",
-        "accesscontrol": f"access control: {_NO_AUTH}",
-        "realm": "an authentication realm (ocistore has no built-in authentication yet)",
         "externalurl": "externalUrl (used by zot's OpenID login only)",
         "alloworigin": "CORS: set the headers in a proxy in front of ocistore",
     }
@@ -62,6 +57,11 @@ class HTTPConfig(Block):
     # zot's: HTTPS with these files (README "TLS"), and per-client request rates ("Rate limiting").
     tls: TLSConfig | None = None
     ratelimit: RatelimitConfig | None = None
+    # zot's authentication and access control (see config/auth.py); none: every request is allowed.
+    auth: AuthConfig | None = None
+    access_control: AccessControlConfig | None = None
+    # The Basic challenge's realm; zot answers "Authorization Required" when it is empty.
+    realm: str = "Authorization Required"
 
     @field_validator("read_timeout", "write_timeout", "header_timeout", "body_idle_timeout", "keep_alive_timeout")
     @classmethod
@@ -69,6 +69,16 @@ class HTTPConfig(Block):
         if value is not None and value <= 0:
             raise ValueError("expected a duration above zero, such as 10s")
         return value
+
+    @field_validator("realm")
+    @classmethod
+    def _realm(cls, value: str) -> str:
+        return value or "Authorization Required"
+
+    @model_validator(mode="after")
+    def _auth_agrees(self) -> HTTPConfig:
+        check_auth(self.auth, self.access_control)
+        return self
 
     @model_validator(mode="after")
     def _read_timeout(self) -> HTTPConfig:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -349,20 +349,26 @@ async def monolithic(store: Store, repo: str, digest: Digest, chunks: AsyncItera
     await store.blobs.place(repo, digest, path, writer.size)
 
 
-async def mount(store: Store, repo: str, digest: Digest, from_repo: str | None) -> bool:
+async def mount(store: Store, repo: str, digest: Digest, from_repo: str | None,
+                readable: Callable[[str], bool] | None = None) -> bool:
     """Make `repo` hold a blob another repository of the store holds; False when none does.
 
-    Without `from_repo` (spec 1.1) the blob may come from anywhere in the store: the holder
-    index's original, or (dedupe off) any repository that holds it.
+    Without `from_repo` (spec 1.1) the blob may come from anywhere in the store the caller
+    may read (`readable`; None: everywhere): the holder index's original, or any repository
+    that holds it. With access control the holder index's original may be one the caller
+    must not read, so only the readable layouts are looked in (the CVE-2024-39897 class:
+    a digest alone must never copy another repository's blob). Reading `from_repo` is the
+    caller's to have checked.
     """
     if from_repo is not None:
         if not is_valid_name(from_repo) or from_repo == repo:
             return False
         return await store.blobs.mount(repo, digest, [from_repo])
-    if store.blobs.holders is not None:
+    if store.blobs.holders is not None and readable is None:
         return await store.blobs.mount(repo, digest, None)
     # Every layout holding blobs, not only repositories with a manifest yet (index.json).
-    return await store.blobs.mount(repo, digest, [r for r in await store.walk_layouts() if r != repo])
+    return await store.blobs.mount(repo, digest, [r for r in await store.walk_layouts()
+                                                  if r != repo and (readable is None or readable(r))])
 
 
 async def cancel(store: Store, repo: str, upload_id: str) -> None:
