@@ -68,6 +68,12 @@ def _cmd_verify(args: argparse.Namespace) -> None:
               f"gcDelay {format_duration(s.gc_delay)}, gcInterval {format_duration(s.gc_interval)}, "
               f"commit {s.commit}")
     print(f"  listens on {config.http.address}:{config.http.port}")
+    http = config.http
+    if http.auth is not None and http.auth.htpasswd is not None:
+        print(f"  logins from {http.auth.htpasswd.path} (failDelay {http.auth.fail_delay}s, realm {http.realm!r})")
+    if http.access_control is not None:
+        print(f"  access control: {len(http.access_control.repositories)} repository globs, "
+              f"admins {', '.join(http.access_control.admin_policy.users) or 'none'}")
     if config.redis_url:
         print(f"  redis {redact('redis', config.redis_url)}")
     if config.scrub.enable:
