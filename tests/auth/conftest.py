@@ -44,9 +44,9 @@ def htpasswd_text(passwords: dict[str, str]) -> str:
     return "".join(f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode()}\n" for u, p in passwords.items())
 
 
-def auth_server(workdir: Path, access_control: dict[str, Any] | None = ACCESS_CONTROL,
-                passwords: dict[str, str] | None = PASSWORDS, **http: Any) -> OcistoreServer:
-    """A server (not started) with an htpasswd file of `passwords` beside its config."""
+def auth_http(workdir: Path, access_control: dict[str, Any] | None = ACCESS_CONTROL,
+              passwords: dict[str, str] | None = PASSWORDS, **http: Any) -> dict[str, Any]:
+    """The `http` keys of a guarded config, with an htpasswd file of `passwords` in `workdir`."""
     extra: dict[str, Any] = {"realm": REALM, **http}
     if passwords is not None:
         htpasswd = workdir / "htpasswd"
@@ -54,7 +54,13 @@ def auth_server(workdir: Path, access_control: dict[str, Any] | None = ACCESS_CO
         extra["auth"] = {"htpasswd": {"path": str(htpasswd)}, "failDelay": FAIL_DELAY}
     if access_control is not None:
         extra["accessControl"] = access_control
-    return OcistoreServer(workdir, extra={"http": extra})
+    return extra
+
+
+def auth_server(workdir: Path, access_control: dict[str, Any] | None = ACCESS_CONTROL,
+                passwords: dict[str, str] | None = PASSWORDS, **http: Any) -> OcistoreServer:
+    """A server (not started) with an htpasswd file of `passwords` beside its config."""
+    return OcistoreServer(workdir, extra={"http": auth_http(workdir, access_control, passwords, **http)})
 
 
 @pytest.fixture(scope="module")

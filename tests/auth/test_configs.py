@@ -1,5 +1,5 @@
 """Servers with other shapes of `http.auth` / `http.accessControl`: the htpasswd file reread while
-serving, htpasswd without access control, and anonymous-only access control."""
+serving, htpasswd without access control, anonymous-only access control, and the scaled topology."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 
 from tests.api.helpers import assert_error, push_random_image
-from tests.auth.conftest import REALM, auth_server, htpasswd_text
-from tests.servers import wait_until
+from tests.auth.conftest import ACCESS_CONTROL, PASSWORDS, REALM, auth_http, auth_server, htpasswd_text
+from tests.servers import OcistoreTopology, wait_until
 
 
 def status(url: str, user: str, password: str, path: str = "/v2/") -> int:
@@ -81,3 +81,25 @@ def test_anonymous_only_access_control_needs_no_logins(tmp_path: Path) -> None:
             assert anonymous.get("/v2/tmp/app/tags/list", auth=("x", "y")).status_code == 200
     finally:
         server.stop()
+
+
+def test_every_replica_of_the_topology_decides_alike(tmp_path: Path) -> None:
+    """Replicas share nothing but the config and the htpasswd file, and decide alike, a changed
+    file included (each notices it within a second)."""
+    topology = OcistoreTopology(tmp_path, None, extra={"http": auth_http(tmp_path, ACCESS_CONTROL)}).start()
+    try:
+        with httpx.Client(base_url=topology.url, auth=("alice", PASSWORDS["alice"]), timeout=60) as alice:
+            image = push_random_image(alice, "alice/replicated", "v1")
+        for url in topology.replicas:
+            assert httpx.get(f"{url}/v2/alice/replicated/manifests/v1", auth=("alice", PASSWORDS["alice"]),
+                             timeout=30).content == image.manifest
+            assert_error(httpx.get(f"{url}/v2/alice/replicated/manifests/v1", auth=("bob", PASSWORDS["bob"])),
+                         403, "DENIED")
+            assert_error(httpx.get(f"{url}/v2/alice/replicated/manifests/v1"), 401, "UNAUTHORIZED")
+            assert status(url, "alice", "wrong") == 401
+        (tmp_path / "htpasswd").write_text(htpasswd_text({**PASSWORDS, "alice": "rotated"}))
+        for url in topology.replicas:
+            assert wait_until(lambda url=url: status(url, "alice", "rotated") == 200, timeout=15)
+            assert status(url, "alice", PASSWORDS["alice"]) == 401
+    finally:
+        topology.stop()

@@ -92,6 +92,7 @@ def test_zots_keys_read_with_zots_defaults() -> None:
     assert http.auth is not None and http.auth.fail_delay == 3
     assert http.access_control is not None and http.access_control.groups["dev"].users == ["alice"]
     assert parse_config({"storage": ROOT}).http.auth is None
+    assert "http.realm" in refused({"realm": "caf\u00e9\n"})  # it goes into a header
 
 
 def test_verify_and_serve_stop_on_a_missing_or_non_bcrypt_htpasswd_file(tmp_path: Path) -> None:

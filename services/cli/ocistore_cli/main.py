@@ -75,6 +75,12 @@ def _cmd_verify(args: argparse.Namespace) -> None:
         rl = config.http.ratelimit
         rates = ([f"{rl.rate}/s"] if rl.rate else []) + [f"{m.method} {m.rate}/s" for m in rl.methods]
         print(f"  rate limits per client: {', '.join(rates)}")
+    http = config.http
+    if http.auth is not None and http.auth.htpasswd is not None:
+        print(f"  logins from {http.auth.htpasswd.path} (failDelay {http.auth.fail_delay}s, realm {http.realm!r})")
+    if http.access_control is not None:
+        print(f"  access control: {len(http.access_control.repositories)} repository globs, "
+              f"admins {', '.join(http.access_control.admin_policy.users) or 'none'}")
     if config.redis_url:
         print(f"  redis {redact('redis', config.redis_url)}")
     if config.scrub.enable:

@@ -130,8 +130,11 @@ class Access:
             return Decision(Outcome.CHALLENGE, reason=credentials.problem, delay=self.fail_delay)
         if credentials.user is None:
             return ANONYMOUS
-        if not await asyncio.to_thread(self.htpasswd.check, credentials.user, credentials.password):
-            return Decision(Outcome.CHALLENGE, reason="wrong user name or password", delay=self.fail_delay)
+        user, password = credentials.user, credentials.password
+        if not (self.htpasswd.remembered(user, password)
+                or await asyncio.to_thread(self.htpasswd.check, user, password)):  # bcrypt: off the loop
+            return Decision(Outcome.CHALLENGE, reason=f"wrong password for {user!r}, or no such user",
+                            delay=self.fail_delay)
         return self.policies.identity(credentials.user)
 
     async def decide(self, authorization: Sequence[str], need: Need) -> Decision:

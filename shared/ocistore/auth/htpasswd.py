@@ -109,15 +109,23 @@ class Htpasswd:
         with self._lock:
             return frozenset(self._entries)
 
-    def check(self, user: str, password: str) -> bool:
-        """Whether `password` is `user`'s. Blocks for bcrypt's time unless remembered."""
-        secret = password.encode()
-        key = (user, hashlib.sha256(secret).digest())
+    def remembered(self, user: str, password: str) -> bool:
+        """Whether the pair was verified against the current file: no bcrypt, no thread needed."""
+        key = (user, hashlib.sha256(password.encode()).digest())
         with self._lock:
             self._reload_if_changed()
             if key in self._memo:
                 self._memo.move_to_end(key)
                 return True
+        return False
+
+    def check(self, user: str, password: str) -> bool:
+        """Whether `password` is `user`'s. Blocks for bcrypt's time unless remembered."""
+        if self.remembered(user, password):
+            return True
+        secret = password.encode()
+        key = (user, hashlib.sha256(secret).digest())
+        with self._lock:
             digest = self._entries.get(user)
             generation = self._fingerprint
         ok = bcrypt.checkpw(secret[:BCRYPT_MAX], digest if digest is not None else _DUMMY) and digest is not None

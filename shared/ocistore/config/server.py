@@ -73,6 +73,8 @@ class HTTPConfig(Block):
     @field_validator("realm")
     @classmethod
     def _realm(cls, value: str) -> str:
+        if not all(" " <= ch <= "~" for ch in value):
+            raise ValueError("expected printable ASCII: the realm goes into a WWW-Authenticate header")
         return value or "Authorization Required"
 
     @model_validator(mode="after")
