@@ -35,7 +35,9 @@ from tests.api.helpers import (
 )
 from tests.servers import BIN, OcistoreServer
 
-GC_DELAY = 1.0
+# Long enough that nothing ages past it while a command starts on a loaded machine; what a
+# test needs old is made old by its files' times (`past_gc_delay`).
+GC_DELAY = 30.0
 REF_NAME = "org.opencontainers.image.ref.name"
 SIGNATURE = "application/vnd.example.signature.v1"
 
@@ -82,9 +84,12 @@ def bytes_freed(output: str) -> int:
     return int(found[-1])
 
 
-def past_gc_delay() -> None:
-    """Everything written so far becomes older than gcDelay (with a margin for mtime granularity)."""
-    time.sleep(GC_DELAY + 0.3)
+def past_gc_delay(server: OcistoreServer) -> None:
+    """Everything written so far becomes older than gcDelay: every file of the store is given a
+    time that long ago (what an hour of waiting would do, without the wait)."""
+    then = time.time() - GC_DELAY - 60
+    for path in server.root.rglob("*"):
+        os.utime(path, (then, then), follow_symlinks=False)
 
 
 def delete(client: httpx.Client, repo: str, ref: str) -> None:
@@ -131,7 +136,7 @@ def test_dry_run_lists_and_keeps_then_gc_removes_the_untagged_manifest_and_its_b
     delete(client, repo, "v1")
     delete(client, other, "v1")
     server.stop()  # its own GC would collect them gcDelay after the deletion; the command is under test
-    past_gc_delay()
+    past_gc_delay(server)
     expected = size_on_disk(server, repo, image_digests(doomed))
 
     dry = ocistore_gc(server, "--repo", repo, "--dry-run")
@@ -171,7 +176,7 @@ def test_gc_while_serving_keeps_tagged_images_and_blobs_younger_than_gc_delay(
     tagged = push_random_image(client, repo, "v1")
     old = os.urandom(1000)
     old_digest = push_blob(client, repo, old)
-    past_gc_delay()
+    past_gc_delay(server)
     young = os.urandom(2000)
     young_digest = push_blob(client, repo, young)
 
@@ -212,7 +217,7 @@ def test_referrers_of_a_gone_subject_are_kept_unless_a_policy_deletes_referrers(
     repo = new_repo()
     subject, live_sig, gone, orphan_sig = push_signed_and_orphaned(client, repo)
     server.stop()
-    past_gc_delay()
+    past_gc_delay(server)
 
     out = ocistore_gc(server).stdout
     survivors = [*image_digests(subject), *image_digests(live_sig), *image_digests(orphan_sig)]
@@ -229,7 +234,7 @@ def test_referrers_of_a_live_subject_survive_and_those_of_a_gone_subject_are_col
     subject, live_sig, gone, orphan_sig = push_signed_and_orphaned(client, repo)
     server.stop()
     set_retention(server, policies=[{"repositories": ["gc/**"], "deleteReferrers": True}])
-    past_gc_delay()
+    past_gc_delay(server)
 
     out = ocistore_gc(server).stdout
     survivors = [*image_digests(subject), *image_digests(live_sig)]
@@ -255,7 +260,7 @@ def test_an_index_keeps_its_children_while_tagged(server: OcistoreServer, client
     gone_index = push_index(client, repo, "gone", gone_children)
     delete(client, repo, "gone")
     server.stop()
-    past_gc_delay()
+    past_gc_delay(server)
 
     out = ocistore_gc(server).stdout
     survivors = [digest_of(kept_index), *(d for c in kept_children for d in image_digests(c))]
@@ -306,7 +311,7 @@ def _stale_and_fresh_session(server: OcistoreServer, client: httpx.Client) -> No
 
 def test_gc_false_collects_nothing(tmp_path: Path) -> None:
     """`gc: false` is an operator's promise that nothing is deleted behind their back."""
-    server = make_server(tmp_path, {"gc": False, "gcDelay": f"{GC_DELAY:g}s"})
+    server = make_server(tmp_path, {"gc": False, "gcDelay": "1s"})
     try:
         with httpx.Client(base_url=server.url, timeout=60.0) as client:
             repo = new_repo()
@@ -315,7 +320,7 @@ def test_gc_false_collects_nothing(tmp_path: Path) -> None:
             orphan = push_blob(client, repo, os.urandom(500))
             session = path_of(open_session(client, repo))
             assert patch_chunk(client, session, os.urandom(700), 0).status_code == 202
-            past_gc_delay()
+            past_gc_delay(server)
             for args in (["--dry-run"], []):
                 out = ocistore_gc(server, *args).stdout
                 assert "off" in out, out
@@ -365,7 +370,7 @@ def test_an_emptied_repository_goes_but_a_repository_nested_in_it_stays(
     image = push_random_image(client, parent, "v1")
     nested = push_random_image(client, f"{parent}/sub", "v1")
     assert client.delete(f"/v2/{parent}/manifests/{image.digest}").status_code == 202
-    past_gc_delay()
+    past_gc_delay(server)
     ocistore_gc(server)
     assert client.get(f"/v2/{parent}/tags/list").status_code == 404
     assert parent not in client.get("/v2/_catalog").json()["repositories"]
@@ -381,7 +386,7 @@ def test_an_upload_that_never_became_a_manifest_leaves_no_repository(
     push_blob(client, repo, os.urandom(100))
     assert repo not in client.get("/v2/_catalog").json()["repositories"]
     assert client.get(f"/v2/{repo}/tags/list").status_code == 404
-    past_gc_delay()
+    past_gc_delay(server)
     out = ocistore_gc(server).stdout
     assert repo in out, out
     assert not (server.root / repo).exists()
@@ -393,7 +398,7 @@ def test_a_blob_pushed_again_counts_as_new_for_gc(server: OcistoreServer, client
     layer = os.urandom(4096)
     digest = push_blob(client, repo, layer)
     push_random_image(client, repo, "keep")
-    past_gc_delay()
+    past_gc_delay(server)
     push_blob(client, repo, layer)  # the client's next push starts with this layer again
     ocistore_gc(server)
     assert client.get(f"/v2/{repo}/blobs/{digest}").content == layer

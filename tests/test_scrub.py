@@ -20,16 +20,17 @@ from ocistore.digests import Digest, digest_of
 from ocistore.layout import index_path
 from ocistore.locks import LocalLocks
 from ocistore.mediatypes import OCI_INDEX, OCI_MANIFEST
+from ocistore.metrics import exposition
 from ocistore.registry.index import Descriptor, Draft
 from ocistore.registry.manifests import put_manifest
 from ocistore.registry.store import Store
 from ocistore.registry.uploads import monolithic
+from ocistore.scraped import scrub_families
 from ocistore.scrub import (
     REPORT_PATH,
     Finding,
     ScrubReport,
     load_report,
-    metrics_text,
     report_rows,
     scrub_repository,
     scrub_store,
@@ -306,13 +307,14 @@ def test_rows_and_metrics(root: Path, image: tuple[Descriptor, list[Descriptor]]
     [row] = report_rows(report)
     assert row["repository"] == REPO and row["digest"] == layer and row["problem"] == "missing_blob"
     assert datetime.fromisoformat(row["first_seen"]).utcoffset() is not None
-    text = metrics_text(report)
-    assert "ocistore_scrub_passes_total 1\n" in text
-    assert "ocistore_scrub_blobs_checked_total 3\n" in text
-    assert f"ocistore_scrub_bytes_hashed_total {report.bytes_hashed}\n" in text
-    assert 'ocistore_scrub_problems{problem="missing_blob"} 1\n' in text
-    assert 'ocistore_scrub_problems{problem="digest_mismatch"} 0\n' in text
-    assert "ocistore_scrub_last_pass_seconds " in text
+    text = exposition(scrub_families({"/": report, "/other": ScrubReport()})).decode()
+    assert 'ocistore_scrub_passes_total{store="/"} 1.0\n' in text
+    assert 'ocistore_scrub_passes_total{store="/other"} 0.0\n' in text
+    assert 'ocistore_scrub_blobs_checked_total{store="/"} 3.0\n' in text
+    assert f'ocistore_scrub_bytes_hashed_total{{store="/"}} {float(report.bytes_hashed)}\n' in text
+    assert 'ocistore_scrub_problems{problem="missing_blob",store="/"} 1.0\n' in text
+    assert 'ocistore_scrub_problems{problem="digest_mismatch",store="/"} 0.0\n' in text
+    assert 'ocistore_scrub_last_pass_seconds{store="/"} ' in text
     assert "# TYPE ocistore_scrub_passes_total counter" in text
 
 

@@ -28,6 +28,7 @@ from .config.retention import RetentionPolicy
 from .digests import Digest
 from .errors import DATA_FAULTS, RegistryError
 from .layout import index_path, layout_path, uploads_dir
+from .metrics import GC_DURATION, GC_FREED, GC_REMOVED, GC_RUNS
 from .registry import uploads
 from .registry.catalog import list_layouts
 from .registry.index import Descriptor, Draft, tag_of
@@ -47,7 +48,12 @@ class GCReport:
     manifests: list[str] = field(default_factory=list)
     blobs: list[str] = field(default_factory=list)
     uploads: list[str] = field(default_factory=list)
+    # Logical bytes of what was removed (or would be), and the physical bytes that freed: a
+    # blob another repository still links or references frees nothing.
     bytes_freed: int = 0
+    physical_bytes_freed: int = 0
+    # Unreferenced blobs kept because they are younger than gcDelay (a push may still need them).
+    held_back_bytes: int = 0
     dry_run: bool = False
     # Nothing was left (no manifest, blob or upload), so the repository itself went.
     emptied: bool = False
@@ -120,6 +126,7 @@ async def _closure(manifests: _Manifests, roots: set[str]) -> set[str]:
 async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
                              now: float | None = None) -> GCReport:
     report = GCReport(repo, dry_run=dry_run)
+    started = time.perf_counter()
     now = now if now is not None else time.time()
     cutoff = now - store.config.gc_delay
     retention = store.config.retention
@@ -136,6 +143,7 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
         in_blobs = await store.blobs.strays(repo, cutoff)
         report.temporaries = sorted(f.path[len(repo) + 1:] for f in (*beside_index, *in_blobs))
         report.bytes_freed += sum(f.size for f in (*beside_index, *in_blobs))
+        report.physical_bytes_freed += sum(f.size for f in (*beside_index, *in_blobs))
         if not dry_run:
             for f in beside_index:
                 await _delete_quietly(store, f.path)
@@ -184,6 +192,10 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
                         if d not in referenced and (d in doomed_manifests or f.mtime <= cutoff)}
         report.blobs = sorted(doomed_files.keys() - doomed_manifests)
         report.bytes_freed += sum(f.size for f in doomed_files.values())
+        # In a dry run the estimate; the deletions below count what they really freed.
+        blob_estimate = sum(f.size for f in doomed_files.values() if f.links <= 1)
+        report.physical_bytes_freed += blob_estimate
+        report.held_back_bytes = sum(f.size for d, f in files.items() if d not in referenced and d not in doomed_files)
         sessions, stale = 0, 0
         async for session in uploads.sessions(store, repo):
             sessions += 1
@@ -192,6 +204,7 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
             stale += 1
             report.uploads.append(session.path.rsplit("/", 1)[-1])
             report.bytes_freed += session.size
+            report.physical_bytes_freed += session.size
         index_age = await _age(store, index_path(repo))
         report.emptied = (len(doomed_manifests) == len(listed) and len(doomed_files) == len(files)
                           and stale == sessions and (index_age is None or index_age <= cutoff))
@@ -203,14 +216,18 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
             keep_reachable(draft, draft.remove(lambda d: tag_of(d) in doomed_tags))
         draft.remove(lambda d: d["digest"] in doomed_manifests)
         doomed.update(doomed_files)
+        report.physical_bytes_freed -= blob_estimate
         if stats is not None:
             remaining = {t for d in manifests if (t := tag_of(d)) is not None and t not in doomed_tags}
             await store.statistics.persist(repo, stats, remaining | (listed - doomed_manifests))
 
     async def delete_doomed() -> None:
         for digest, f in doomed.items():
-            if not await store.blobs.collect(f, older_than=cutoff):
+            freed = await store.blobs.collect(f, older_than=cutoff)
+            if freed is None:
                 kept.add(digest)
+            else:
+                report.physical_bytes_freed += freed
         if kept:
             log.info("gc: %s: %d blobs renewed since the sweep looked (pushed, mounted or asked for) kept",
                      repo, len(kept))
@@ -228,7 +245,20 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
         # A corrupt index.json: nothing is known to be unreferenced, so nothing goes.
         report.error = str(exc.detail)
         log.warning("gc: %s cannot be collected: %s", repo, report.error)
+    if not dry_run:
+        _count(store.route or "/", report, time.perf_counter() - started)
     return report
+
+
+def _count(store: str, report: GCReport, seconds: float) -> None:
+    GC_RUNS.labels(store).inc()
+    GC_DURATION.labels(store).observe(seconds)
+    removed = {"manifest": len(report.manifests), "blob": len(report.blobs), "upload": len(report.uploads),
+               "temporary": len(report.temporaries), "tag": 0 if report.retention_dry_run else len(report.tags)}
+    for kind, count in removed.items():
+        if count:
+            GC_REMOVED.labels(store, kind).inc(count)
+    GC_FREED.labels(store).inc(report.physical_bytes_freed)
 
 
 def _kept_by_policy(policy: RetentionPolicy | None, manifests: list[Descriptor], loaded: _Manifests,

@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 
 from .config import Config, StorageConfig
 from .lease import Lease, LeaseLost, Locks, LocksUnavailable, LockTimeout
+from .metrics import LOCK_WAIT
 
 __all__ = [
     "FileLocks",
@@ -139,12 +140,35 @@ def locks_for(config: Config, storage: StorageConfig | None = None) -> Locks:
     storage = storage or config.storage
     s3 = storage.storage_driver
     if s3 is None:
-        return FileLocks(os.path.join(os.path.abspath(storage.local_root), STORE_LOCK_DIR))
+        return TimedLocks(FileLocks(os.path.join(os.path.abspath(storage.local_root), STORE_LOCK_DIR)))
     if config.redis_url:
         from .redis_locks import RedisLocks
 
-        return RedisLocks(config.redis_url)
-    return FileLocks(default_lock_dir(f"s3:{s3.regionendpoint}:{s3.bucket}:{s3.rootdirectory}"))
+        return TimedLocks(RedisLocks(config.redis_url))
+    return TimedLocks(FileLocks(default_lock_dir(f"s3:{s3.regionendpoint}:{s3.bucket}:{s3.rootdirectory}")))
+
+
+class TimedLocks:
+    """Any `Locks`, with the wait for each lock observed by kind (`ocistore_lock_wait_seconds`)."""
+
+    def __init__(self, inner: Locks) -> None:
+        self.inner = inner
+
+    @asynccontextmanager
+    async def hold(self, name: str, wait: float | None = None) -> AsyncIterator[Lease]:
+        started = time.perf_counter()
+        async with self.inner.hold(name, wait) as lease:
+            LOCK_WAIT.labels(name.split(":", 1)[0]).observe(time.perf_counter() - started)
+            yield lease
+
+    async def forget(self, name: str) -> None:
+        await self.inner.forget(name)
+
+    async def try_claim(self, name: str, ttl: float) -> bool:
+        return await self.inner.try_claim(name, ttl)
+
+    async def release_claim(self, name: str) -> None:
+        await self.inner.release_claim(name)
 
 
 class LocalLocks:

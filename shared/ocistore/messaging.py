@@ -12,16 +12,21 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
 import msgpack
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import dq_name
 from dramatiq.encoder import Encoder, MessageData
 from dramatiq.middleware.asyncio import AsyncIO
 
 from .events import STREAM_KEY, STREAM_MAXLEN, SUBSCRIBERS, ActorRef, EventName, Queue
+from .logs import Sparse
+from .metrics import EVENTS_LOST, EVENTS_SENT, WORKER_MESSAGES, WORKER_SECONDS
 
 log = logging.getLogger("ocistore.events")
 
@@ -54,10 +59,66 @@ def setup_broker(redis_url: str | None) -> dramatiq.Broker:
         broker = StubBroker()
         broker.emit_after("process_boot")
     broker.add_middleware(AsyncIO())
+    broker.add_middleware(JobMetrics())
     for q in Queue:
         broker.declare_queue(q.value)
     dramatiq.set_broker(broker)
     return broker
+
+
+class JobMetrics(dramatiq.Middleware):
+    """Dramatiq's middleware hooks, feeding `ocistore_worker_*` (the same series in every
+    process: dramatiq's own Prometheus middleware serves them from a forked process only the
+    dramatiq CLI starts)."""
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        self._started[message.message_id] = time.perf_counter()
+
+    def after_process_message(self, broker: dramatiq.Broker, message: MessageProxy, *,
+                              result: Any = None, exception: BaseException | None = None) -> None:
+        started = self._started.pop(message.message_id, None)
+        WORKER_MESSAGES.labels(message.queue_name, message.actor_name, "failed" if exception else "done").inc()
+        if started is not None:
+            WORKER_SECONDS.labels(message.queue_name, message.actor_name).observe(time.perf_counter() - started)
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        self._started.pop(message.message_id, None)
+        WORKER_MESSAGES.labels(message.queue_name, message.actor_name, "skipped").inc()
+
+
+@dataclass(frozen=True)
+class QueueStat:
+    queue: str
+    ready: int          # waiting for a worker
+    delayed: int        # scheduled for later (GC runs gcDelay after a deletion)
+    oldest_age: float   # seconds the oldest ready message has waited; 0 when none
+
+
+def queue_stats(broker: dramatiq.Broker) -> list[QueueStat]:
+    """Each queue's depth and the age of its oldest ready message, read from the broker now
+    (Redis: the lists and hashes of Dramatiq's layout, `<namespace>:<queue>[.DQ][.msgs]`)."""
+    now = time.time()
+    out = []
+    for q in Queue:
+        if isinstance(broker, RedisBroker):
+            client, key = broker.client, f"{broker.namespace}:{q.value}"
+            ready, delayed = int(client.llen(key)), int(client.hlen(f"{key}.DQ.msgs"))
+            first = client.lindex(key, 0)
+            data = client.hget(f"{key}.msgs", first) if first is not None else None
+        else:
+            queues = broker.queues
+            waiting, later = queues.get(q.value), queues.get(dq_name(q.value))
+            ready, delayed = (waiting.qsize() if waiting else 0), (later.qsize() if later else 0)
+            data = waiting.queue[0] if waiting and waiting.qsize() else None
+        oldest = 0.0
+        if isinstance(data, bytes):
+            stamp = dramatiq.get_encoder().decode(data).get("message_timestamp")
+            oldest = max(0.0, now - stamp / 1000) if isinstance(stamp, int | float) else 0.0
+        out.append(QueueStat(q.value, ready, delayed, oldest))
+    return out
 
 
 def enqueue(broker: dramatiq.Broker, actor: ActorRef, *args: Any, delay_seconds: float | None = None) -> None:
@@ -96,8 +157,8 @@ class EventEmitter:
 
     def __init__(self, broker: dramatiq.Broker, redis_url: str | None, capacity: int = 100_000) -> None:
         self.broker = broker
-        self.lost = 0
-        self.sent = 0
+        self._lost_since_said = 0
+        self._say = Sparse(60.0)
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(capacity)
         self._redis = None
         if redis_url:
@@ -111,8 +172,7 @@ class EventEmitter:
         try:
             self._queue.put_nowait(event)
         except queue.Full:
-            self.lost += 1
-            log.warning("event queue full: dropped %s for %s", event["event"], event["repo"])
+            self._lost(f"the event queue is full ({event['event']} for {event['repo']})")
 
     def redis_ok(self) -> bool | None:
         """Whether Redis answers a ping; None when this process runs without Redis."""
@@ -135,7 +195,16 @@ class EventEmitter:
                 if self._redis is not None:
                     self._redis.xadd(STREAM_KEY, {"data": msgpack.packb(event)}, maxlen=STREAM_MAXLEN,
                                      approximate=True)
-                self.sent += 1
+                EVENTS_SENT.inc()
             except Exception as exc:
-                self.lost += 1
-                log.warning("event %s for %s lost: %s", event["event"], event["repo"], exc)
+                self._lost(f"{event['event']} for {event['repo']}: {exc}")
+
+    def _lost(self, why: str) -> None:
+        """Counted always (`ocistore_events_lost_total`); said at most once a minute, with how
+        many went since, so an outage is a line a minute rather than one per event."""
+        EVENTS_LOST.inc()
+        self._lost_since_said += 1
+        if self._say.due("lost"):
+            log.warning("%d events lost since the last report, the last: %s (the gcInterval sweep covers "
+                        "what they would have triggered)", self._lost_since_said, why)
+            self._lost_since_said = 0

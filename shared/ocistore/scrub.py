@@ -18,7 +18,6 @@ import asyncio
 import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
@@ -461,36 +460,3 @@ def report_rows(report: ScrubReport) -> list[dict[str, str]]:
          "first_seen": _iso(f.first_seen), "last_checked": _iso(f.last_checked)}
         for _, f in sorted(report.findings.items())
     ]
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _family(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> list[str]:
-    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *(f"{name}{labels} {v}" for labels, v in samples)]
-
-
-def metrics_text(report: ScrubReport) -> str:
-    """The report's counters in the Prometheus text format.
-
-    Every known problem is exposed, at 0 when absent, so an alert on `> 0` has a series to watch.
-    """
-    counts: Counter[str] = Counter({p.value: 0 for p in Problem})
-    counts.update(f.problem for f in report.findings.values())
-    lines = [
-        *_family("ocistore_scrub_passes_total", "counter", "Full scrub passes completed.", [("", report.passes)]),
-        *_family("ocistore_scrub_blobs_checked_total", "counter", "Blob files re-hashed.",
-                 [("", report.blobs_checked)]),
-        *_family("ocistore_scrub_bytes_hashed_total", "counter", "Bytes re-hashed.", [("", report.bytes_hashed)]),
-        *_family("ocistore_scrub_problems_found_total", "counter", "Problems found that were not known before.",
-                 [("", report.problems_found)]),
-        *_family("ocistore_scrub_problems", "gauge", "Current scrub findings by problem.",
-                 [(f'{{problem="{_escape_label(p)}"}}', n) for p, n in sorted(counts.items())]),
-    ]
-    if report.last_pass_seconds is not None and report.last_pass_end is not None:
-        lines += _family("ocistore_scrub_last_pass_seconds", "gauge", "Duration of the last full pass.",
-                         [("", report.last_pass_seconds)])
-        lines += _family("ocistore_scrub_last_pass_end_timestamp_seconds", "gauge",
-                         "When the last full pass ended (Unix time).", [("", report.last_pass_end)])
-    return "\n".join(lines) + "\n"

@@ -333,7 +333,7 @@ def test_redis_down_and_back_pushes_and_pulls_keep_working_and_gc_resumes(
             assert ready.status_code == 200, f"{url}/readyz with Redis down: {ready.status_code} {ready.text}"
             assert ready.json()["status"] == "degraded" and ready.json()["dependencies"]["redis"] is False, ready.text
             metrics = httpx.get(f"{url}/metrics", timeout=10).text
-            assert 'ocistore_dependency_up{dependency="redis"} 0' in metrics, metrics
+            assert 'ocistore_dependency_up{dependency="redis"} 0.0' in metrics, metrics
         # Tagging through both replicas still serialises on the repository: a local store's
         # locks live in the store itself, so Redis plays no part in them.
         push_manifest(b, repo, "during-b", during.manifest)

@@ -1,8 +1,9 @@
-"""One access line per request, zot's audit line per mutating one, and the request id.
+"""Each request observed once: its access line, zot's audit line if it mutates, its HTTP
+series (`ocistore_http_*`), and the request id.
 
-Outermost of the app, so a request refused by the rate limit or authentication is logged
+Outermost of the app, so a request refused by the rate limit or authentication is seen
 like any other. The route is a bounded name (the endpoint's template, never the raw path),
-so it can be a metric label as well as a log field.
+so it serves as a metric label as well as a log field.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ocistore.errors import RegistryError
+from ocistore.metrics import HTTP_DURATION, HTTP_IN_FLIGHT, HTTP_REQUEST_BYTES, HTTP_REQUESTS, HTTP_RESPONSE_BYTES
 
 from .paths import parse_path
 
@@ -94,22 +96,31 @@ class AccessLog:
                 counts["out"] += len(message.get("body", b""))
             await send(message)
 
+        HTTP_IN_FLIGHT.inc()
         try:
             await self.app(scope, counting_receive, tagging_send)
         finally:
-            self._log(scope, request_id, counts, time.perf_counter() - started)
+            HTTP_IN_FLIGHT.dec()
+            self._observe(scope, request_id, counts, time.perf_counter() - started)
 
-    def _log(self, scope: Scope, request_id: str, counts: dict[str, int], seconds: float) -> None:
+    def _observe(self, scope: Scope, request_id: str, counts: dict[str, int], seconds: float) -> None:
         method = scope["method"]
+        where = route_of(scope["path"], self.metrics_path)
+        status = counts["status"] or 499  # none sent: the client went away first
+        HTTP_REQUESTS.labels(method, where.route, str(status)).inc()
+        HTTP_DURATION.labels(method, where.route).observe(seconds)
+        if counts["in"]:
+            HTTP_REQUEST_BYTES.labels(method, where.route).inc(counts["in"])
+        if counts["out"]:
+            HTTP_RESPONSE_BYTES.labels(method, where.route).inc(counts["out"])
         mutating = method in _MUTATING
         if not (access.isEnabledFor(logging.INFO) or (mutating and audit.handlers)):
             return
-        where = route_of(scope["path"], self.metrics_path)
         client = scope.get("client")
         identity: Any = (scope.get("state") or {}).get("identity")
         fields: dict[str, Any] = {
             "method": method, "route": where.route, "repository": where.repository, "reference": where.reference,
-            "status": counts["status"] or 499,  # none sent: the client went away first
+            "status": status,
             "bytesIn": counts["in"], "bytesOut": counts["out"], "durationMs": round(seconds * 1000, 3),
             "client": f"{client[0]}:{client[1]}" if client else None,
             "user": getattr(identity, "user", None), "requestId": request_id,

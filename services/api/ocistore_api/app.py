@@ -23,9 +23,11 @@ from starlette.types import ASGIApp
 from ocistore.auth import Access, Kind, Need
 from ocistore.config import MetricsConfig
 from ocistore.errors import ErrorCode, RegistryError
-from ocistore.messaging import EventEmitter
+from ocistore.messaging import EventEmitter, queue_stats
+from ocistore.metrics import CONTENT_TYPE_LATEST, exposition
 from ocistore.registry import Registry, Store
-from ocistore.scrub import load_report, metrics_text, report_rows
+from ocistore.scraped import dependency_families, queue_families, scrub_families
+from ocistore.scrub import load_report, report_rows
 from ocistore.storage import PathNotFound
 from ocistore.usage import measure
 
@@ -156,17 +158,14 @@ def create_app(registry: Registry, emitter: EventEmitter, metrics_config: Metric
     async def metrics(request: Request) -> Response:
         if (refused := await guard(request, Need(Kind.METRICS))) is not None:
             return refused
-        text = (
-            "# TYPE ocistore_events_sent_total counter\n"
-            f"ocistore_events_sent_total {emitter.sent}\n"
-            "# TYPE ocistore_events_lost_total counter\n"
-            f"ocistore_events_lost_total {emitter.lost}\n"
-            "# TYPE ocistore_dependency_up gauge\n"
-            + "".join(f'ocistore_dependency_up{{dependency="{name}"}} {int(up)}\n'
-                      for name, up in (await dependencies()).items())
-            + metrics_text(await load_report(registry.default))
-        )
-        return Response(text, media_type="text/plain; version=0.0.4")
+        reports = {store.route or "/": await load_report(store) for store in registry.stores.values()}
+        try:
+            queues = queue_families(await asyncio.to_thread(queue_stats, emitter.broker))
+        except Exception as exc:  # Redis down: ocistore_dependency_up says so; the rest is still served
+            log.debug("queue depths not read: %s", exc)
+            queues = []
+        scraped = [*dependency_families(await dependencies()), *scrub_families(reports), *queues]
+        return Response(exposition(scraped), media_type=CONTENT_TYPE_LATEST)
 
     async def usage(request: Request) -> Response:
         """Logical and physical bytes per store and repository (one walk of each store)."""

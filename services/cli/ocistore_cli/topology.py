@@ -93,6 +93,11 @@ class Topology:
 
     def start(self) -> None:
         env = dict(os.environ)
+        # One host: every process writes its series where each replica's /metrics reads them all.
+        metrics_dir = self.workdir / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         if not self.config.redis_url:
             redis_server = shutil.which("redis-server")
             if redis_server is None:

@@ -8,6 +8,7 @@ from ocistore.config import load_config
 from ocistore.events import Queue
 from ocistore.logs import handle_signals, setup_logging
 from ocistore.messaging import setup_broker
+from ocistore.metrics import serve_metrics
 from ocistore.workers import run_until_signalled, start_worker
 
 
@@ -17,10 +18,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("config", help="zot-format config file with a redis URL")
     parser.add_argument("--rate", type=float, default=200.0,
                         help="at most this many MB/s hashed, so scrub never starves the API (0: no limit)")
+    parser.add_argument("--metrics-port", type=int,
+                        help="serve this worker's Prometheus series on this port (none by default)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
     setup_logging(config)
     handle_signals(args.config)
+    if args.metrics_port is not None:
+        serve_metrics(args.metrics_port)
     broker = setup_broker(config.redis_url)
     from . import actors
 

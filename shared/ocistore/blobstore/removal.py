@@ -19,32 +19,38 @@ if TYPE_CHECKING:
     from .store import BlobStore
 
 
-async def delete(blobs: BlobStore, path: str, older_than: float | None) -> bool:
-    """Delete one blob file; False when kept. PathNotFound when the file is not there."""
+async def delete(blobs: BlobStore, path: str, older_than: float | None) -> int | None:
+    """Delete one blob file; the physical bytes that freed (0 when another holder keeps them),
+    None when kept. PathNotFound when the file is not there."""
     digest = blob_digest(path)
     if digest is None:
         raise PathNotFound(path)
     if await _references_may_name(blobs, digest, path):
         if older_than is not None:
-            return False
+            return None
         raise RegistryError(ErrorCode.UNAVAILABLE, {"digest": digest}, headers={"Retry-After": "30"},
                             message="dedupe is being switched off: blob deletes wait for the reconcile to end")
     async with blobs.lock(digest) as lease:
-        if older_than is not None and (await blobs.driver.stat(path)).mtime > older_than:
-            return False
+        info = await blobs.driver.stat(path)
+        if older_than is not None and info.mtime > older_than:
+            return None
         lease.check()
+        # A hard link another repository holds keeps the bytes; a reference (0 bytes) holds none.
+        freed = info.size if info.links <= 1 else 0
         if blobs.holders is None:
             await blobs.driver.delete(path)
-            return True
-        if not blobs.policy.links and await blobs.holders.original(digest) == path:
-            await _hand_down(blobs, digest, path)
+            return freed
+        if not blobs.policy.links and await blobs.holders.original(digest) == path \
+                and await _hand_down(blobs, digest, path):
+            freed = 0  # the bytes live on in the heir
         await blobs.holders.remove(digest, path)
         await blobs.driver.delete(path)
-    return True
+    return freed
 
 
-async def _hand_down(blobs: BlobStore, digest: str, path: str) -> None:
-    """Before an original goes, the next live holder gets its bytes (if it is a reference)."""
+async def _hand_down(blobs: BlobStore, digest: str, path: str) -> bool:
+    """Before an original goes, the next live holder gets its bytes (if it is a reference);
+    whether one did."""
     assert blobs.holders is not None
     for heir in await blobs.holders.holders(digest):
         if heir == path:
@@ -52,8 +58,9 @@ async def _hand_down(blobs: BlobStore, digest: str, path: str) -> None:
         if await blobs.driver.exists(heir):
             if await real(blobs, digest, heir) is None:
                 await blobs.driver.link(path, heir)  # a server-side copy over the placeholder
-            return
+            return True
         await blobs.holders.remove(digest, heir)
+    return False
 
 
 async def _references_may_name(blobs: BlobStore, digest: str, path: str) -> bool:

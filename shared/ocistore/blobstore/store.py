@@ -185,13 +185,14 @@ class BlobStore:
         except PathNotFound:
             pass
 
-    async def collect(self, blob: FileInfo, older_than: float) -> bool:
+    async def collect(self, blob: FileInfo, older_than: float) -> int | None:
         """GC: delete the blob file `files` listed only if, under the digest's lock, it is still no
-        younger than `older_than`; False when kept (a push, mount or HEAD renewed it)."""
+        younger than `older_than`: the physical bytes freed, None when kept (a push, mount or
+        HEAD renewed it)."""
         try:
             return await removal.delete(self, blob.path, older_than)
         except PathNotFound:
-            return True
+            return 0
 
     async def collect_stray(self, stray: FileInfo, older_than: float) -> None:
         """Remove a temp file `strays` listed, under its digest's lock (a link in progress is one

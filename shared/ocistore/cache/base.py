@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from ..config import CacheDriverConfig, EmbeddedCacheConfig, RedisCacheConfig
+from ..metrics import HOLDER_INDEX
 
 
 class HolderIndex(Protocol):
@@ -27,18 +28,25 @@ class HolderIndex(Protocol):
 class NamespacedCache:
     """One store's view of a cache that several stores may share (a Redis or DynamoDB, or one
     SQLite file when S3 stores name the same local directory): its digests are its own, so a
-    store never judges, or drops, another store's holders."""
+    store never judges, or drops, another store's holders. The default store's keys are the
+    plain digests. Lookups of an original are counted here, whatever the backend."""
 
     def __init__(self, inner: HolderIndex, namespace: str) -> None:
         self.inner = inner
         self.name = inner.name
-        self.prefix = f"{namespace}|"
+        self.prefix = f"{namespace}|" if namespace else ""
 
     async def add(self, digest: str, path: str) -> None:
         await self.inner.add(self.prefix + digest, path)
 
     async def original(self, digest: str) -> str | None:
-        return await self.inner.original(self.prefix + digest)
+        try:
+            found = await self.inner.original(self.prefix + digest)
+        except Exception:
+            HOLDER_INDEX.labels("error").inc()
+            raise
+        HOLDER_INDEX.labels("hit" if found is not None else "miss").inc()
+        return found
 
     async def holders(self, digest: str) -> list[str]:
         return await self.inner.holders(self.prefix + digest)
@@ -53,11 +61,9 @@ class NamespacedCache:
 def open_cache(config: CacheDriverConfig | None, root_directory: str, namespace: str = "") -> HolderIndex:
     """The holder index a store's settings name (the embedded one when none is named).
 
-    `namespace` tells stores apart (the subPaths route); the default store's keys are the
-    plain digests.
+    `namespace` tells stores apart (the subPaths route).
     """
-    index = _open(config, root_directory)
-    return NamespacedCache(index, namespace) if namespace else index
+    return NamespacedCache(_open(config, root_directory), namespace)
 
 
 def _open(config: CacheDriverConfig | None, root_directory: str) -> HolderIndex:

@@ -15,6 +15,7 @@ from ..locks import Locks, locks_for
 from ..statistics import FLUSH_INTERVAL
 from ..storage import StorageDriver
 from ..storage.local import LocalDriver
+from ..storage.measured import MeasuredDriver
 from .store import Store
 
 log = logging.getLogger("ocistore")
@@ -63,8 +64,8 @@ def _driver(cfg: StorageConfig) -> StorageDriver:
     if cfg.storage_driver is not None:
         from ..storage.s3 import S3Driver  # aioboto3 only where S3 is configured
 
-        return S3Driver(cfg.storage_driver)
-    return LocalDriver(cfg.local_root, commit=cfg.commit)
+        return MeasuredDriver(S3Driver(cfg.storage_driver))
+    return MeasuredDriver(LocalDriver(cfg.local_root, commit=cfg.commit))
 
 
 def _make_store(cfg: StorageConfig, locks: Locks, route: str, redis_url: str | None) -> Store:

@@ -54,6 +54,8 @@ class FileInfo:
     is_dir: bool = False
     # Identity of the stored bytes (inode on disk): equal ids mean one physical copy.
     ident: str = ""
+    # Names of those bytes (hard links on disk; always 1 where storage has no links).
+    links: int = 1
 
 
 class FileWriter(ABC):

@@ -216,7 +216,7 @@ class LocalDriver(StorageDriver):
         except (FileNotFoundError, NotADirectoryError):
             raise PathNotFound(path) from None
         is_dir = (st.st_mode & 0o170000) == 0o040000
-        return FileInfo(path, st.st_size, st.st_mtime, is_dir, f"{st.st_dev}:{st.st_ino}")
+        return FileInfo(path, st.st_size, st.st_mtime, is_dir, f"{st.st_dev}:{st.st_ino}", st.st_nlink)
 
     async def list(self, path: str) -> list[str]:
         try:
@@ -359,5 +359,5 @@ def _scan_tree(top: str, root: str) -> list[FileInfo]:
                 except FileNotFoundError:
                     continue
                 rel = os.path.relpath(e.path, root)
-                out.append(FileInfo(rel, st.st_size, st.st_mtime, False, f"{st.st_dev}:{st.st_ino}"))
+                out.append(FileInfo(rel, st.st_size, st.st_mtime, False, f"{st.st_dev}:{st.st_ino}", st.st_nlink))
     return out
