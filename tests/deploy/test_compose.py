@@ -119,7 +119,7 @@ def _mounted_config(service: dict[str, Any]) -> Path:
         source, _, rest = volume.partition(":")
         if rest.split(":")[0] == "/etc/ocistore/config.json":
             assert rest.endswith(":ro"), "the config is mounted read-only"
-            return (REPO / source).resolve()
+            return Path(REPO / str(source)).resolve()
     raise AssertionError("no config mounted at /etc/ocistore/config.json")
 
 
