@@ -38,6 +38,7 @@ import jwt
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from ..config.auth import BearerConfig
 
@@ -115,6 +116,14 @@ class BearerTokens:
         """BearerSetupError when `cert` holds no public key."""
         self.config = config
         self.key = load_public_key(config.cert)
+        # Only the algorithms of the key's own type: a token's header never picks how it is checked.
+        kind = {rsa.RSAPublicKey: ("RS", "PS"), ec.EllipticCurvePublicKey: ("ES",),
+                ed25519.Ed25519PublicKey: ("EdDSA",), ed448.Ed448PublicKey: ("EdDSA",)}
+        prefixes = next((p for t, p in kind.items() if isinstance(self.key, t)), None)
+        if prefixes is None:
+            raise BearerSetupError(f"http.auth.bearer.cert: {config.cert}: a {type(self.key).__name__}, which "
+                                   "signs no token algorithm (expected RSA, EC or Ed25519/Ed448)")
+        self.algorithms = [a for a in ALGORITHMS if a.startswith(prefixes)]
 
     def challenge(self, scopes: Sequence[Scope], error: str | None = None) -> str:
         value = (f'Bearer realm="{self.config.realm}",service="{self.config.service}",'
@@ -128,9 +137,9 @@ class BearerTokens:
         if scheme.lower() != "bearer" or not token.strip():
             return TokenCheck(reason="a bearer token is required")
         try:
-            claims = jwt.decode(token.strip(), self.key, algorithms=ALGORITHMS, audience=self.config.service,
+            claims = jwt.decode(token.strip(), self.key, algorithms=self.algorithms, audience=self.config.service,
                                 leeway=LEEWAY_SECONDS, options={"require": ["exp"]})
-        except jwt.InvalidTokenError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
             return TokenCheck(error="invalid_token", reason=f"the token was refused: {exc}")
         subject = str(claims.get("sub") or "")
         missing = [s for s in scopes if not _granted(claims.get("access"), s)]
