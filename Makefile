@@ -19,8 +19,11 @@ RUN_WHY := python3 -m venv needs ensurepip, which Debian ships in python3-venv
 #               moto, the S3 the tests talk to, is a Python dependency (pyproject.toml).
 #               iproute2 and iptables: replicas as separate hosts (network namespaces) and
 #               real partitions between them.
-TEST_APT := $(RUN_APT) redis-server skopeo umoci iproute2 iptables
-TEST_WHY := the tests run redis-server, skopeo and umoci, and make hosts and partitions with ip and iptables; .venv needs python3-venv
+#               slapd and ldap-utils: the LDAP tests run a slapd of their own (own config,
+#               own loopback ports; the system's slapd is never used) and load it with
+#               slapadd/ldapadd. podman: the bearer-token tests pull and push with it.
+TEST_APT := $(RUN_APT) redis-server skopeo umoci iproute2 iptables slapd ldap-utils podman
+TEST_WHY := the tests run redis-server, skopeo, umoci and podman, a slapd of their own with ldap-utils, and make hosts and partitions with ip and iptables; .venv needs python3-venv
 #   make bench: the peer registry and the raw sha256 baseline.
 BENCH_APT := $(TEST_APT) docker-registry openssl
 BENCH_WHY := the benchmark compares against docker-registry and openssl's sha256 speed
