@@ -123,9 +123,16 @@ def test_a_mount_needs_pull_on_its_source(registry: OcistoreServer, issuer: Toke
     with client(registry, issuer.token("pusher", [repo_access("apps/dst", "pull", "push")])) as other:
         assert_challenged(other.post(f"/v2/apps/dst/blobs/uploads/?mount={digest}&from=apps/src"),
                           challenge(issuer, "repository:apps/dst:push repository:apps/src:pull", "insufficient_scope"))
+        # Without `from`, knowing the digest is not enough either: an upload session, no blob.
+        blind = other.post(f"/v2/apps/dst/blobs/uploads/?mount={digest}")
+        assert blind.status_code == 202 and "/blobs/uploads/" in blind.headers["Location"], blind.text
+        assert_error(other.head(f"/v2/apps/dst/blobs/{digest}"), 404, None)
     both = [repo_access("apps/dst", "pull", "push"), repo_access("apps/src", "pull")]
     with client(registry, issuer.token("pusher", both)) as allowed:
         assert allowed.post(f"/v2/apps/dst/blobs/uploads/?mount={digest}&from=apps/src").status_code == 201
+    pulls_src = [repo_access("apps/dst3", "pull", "push"), repo_access("apps/src", "pull")]
+    with client(registry, issuer.token("pusher", pulls_src)) as finder:
+        assert finder.post(f"/v2/apps/dst3/blobs/uploads/?mount={digest}").status_code == 201
 
 
 def test_the_catalog_needs_the_registry_catalog_scope(registry: OcistoreServer, issuer: TokenIssuer) -> None:

@@ -103,6 +103,7 @@ class TokenCheck:
     subject: str | None = None
     error: str | None = None
     reason: str = ""
+    pulls: frozenset[str] = frozenset()  # the repositories the token may pull (a mount without `from` looks there)
 
     @property
     def ok(self) -> bool:
@@ -147,7 +148,11 @@ class BearerTokens:
             return TokenCheck(error="insufficient_scope",
                               reason=f"the token of {subject or 'nobody'} does not grant "
                                      f"{' '.join(str(s) for s in missing)}")
-        return TokenCheck(subject=subject)
+        access = claims.get("access")
+        access = access if isinstance(access, list) else []
+        pulls = frozenset(str(e.get("name")) for e in access if isinstance(e, dict) and e.get("type") == "repository"
+                          and _granted(access, Scope("repository", str(e.get("name")), (PULL,))))
+        return TokenCheck(subject=subject, pulls=pulls)
 
 
 def _granted(access: Any, scope: Scope) -> bool:

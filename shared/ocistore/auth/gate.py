@@ -117,6 +117,14 @@ class Credentials:
         return cls(user, password)
 
 
+@dataclass(frozen=True)
+class TokenIdentity(Identity):
+    """A bearer token's holder: `pulls` are the repositories the token may pull, where a mount
+    without `from` may look; None (a catalog request, granted registry:catalog:*) is every one."""
+
+    pulls: frozenset[str] | None = frozenset()
+
+
 class Access:
     """`http.auth`, `http.accessControl` and `http.realm`, loaded."""
 
@@ -214,7 +222,8 @@ class Access:
             [] if need.kind is Kind.PROBE else [Scope(*CATALOG[:2], (CATALOG[2],))]
         checked = self.bearer.check(authorization, scopes)
         if checked.ok:
-            return Decision(Outcome.ALLOW, Identity(checked.subject or None))
+            pulls = None if need.kind is Kind.CATALOG else checked.pulls
+            return Decision(Outcome.ALLOW, TokenIdentity(checked.subject or None, pulls=pulls))
         return Decision(Outcome.CHALLENGE, reason=checked.reason,
                         challenge=self.bearer.challenge(scopes, checked.error))
 
@@ -234,6 +243,9 @@ class Access:
 
     def readable(self, who: Identity) -> Callable[[str], bool] | None:
         """What the catalog and a mount without `from` may look in; None: every repository."""
+        if isinstance(who, TokenIdentity):
+            pulls = who.pulls
+            return None if pulls is None else pulls.__contains__
         if not self.policies.enabled:
-            return None  # with bearer too: the catalog asked for registry:catalog:*, which grants it all
+            return None
         return lambda repository: self.policies.allows(who, READ, repository)
