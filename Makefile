@@ -25,8 +25,11 @@ RUN_WHY := python3 -m venv needs ensurepip, which Debian ships in python3-venv
 #               Kubernetes overlays with `kubectl kustomize`) is no Debian package at a usable
 #               version (Debian 12's kubernetes-client is 1.20, without kustomize v5): it
 #               must be on PATH, as it is on this project's machines.
-TEST_APT := $(RUN_APT) redis-server skopeo umoci iproute2 iptables prometheus systemd
-TEST_WHY := the tests run redis-server, skopeo, umoci and systemd-analyze, make hosts and partitions with ip and iptables, and lint /metrics with promtool (package prometheus); .venv needs python3-venv
+#               slapd and ldap-utils: the LDAP tests run a slapd of their own (own config,
+#               own loopback ports; the system's slapd is never used) and load it with
+#               slapadd/ldapadd. podman: the bearer-token tests pull and push with it.
+TEST_APT := $(RUN_APT) redis-server skopeo umoci iproute2 iptables prometheus systemd slapd ldap-utils podman
+TEST_WHY := the tests run redis-server, skopeo, umoci, podman, systemd-analyze and a slapd of their own with ldap-utils, make hosts and partitions with ip and iptables, and lint /metrics with promtool (package prometheus); .venv needs python3-venv
 #   make bench: the peer registry and the raw sha256 baseline.
 BENCH_APT := $(TEST_APT) docker-registry openssl
 BENCH_WHY := the benchmark compares against docker-registry and openssl's sha256 speed

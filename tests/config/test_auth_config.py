@@ -44,8 +44,7 @@ def run(command: str, config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(BIN / "ocistore"), command, str(config)], capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("key", ["openid", "apikey", "sessionKeysFile", "sessionDriver", "bearer", "ldap",
-                                 "mtls", "secureSession"])
+@pytest.mark.parametrize("key", ["openid", "apikey", "sessionKeysFile", "sessionDriver", "secureSession"])
 def test_authentication_methods_not_offered_are_refused_by_name(key: str) -> None:
     message = refused({"auth": {"htpasswd": {"path": "/h"}, key: {}}})
     assert f"http.auth.{key}: not supported by ocistore" in message

@@ -31,6 +31,11 @@ class PKI:
 
 @pytest.fixture
 def pki(tmp_path: Path) -> PKI:
+    return make_pki(tmp_path)
+
+
+def make_pki(tmp_path: Path) -> PKI:
+    """A CA and a server certificate under `tmp_path/pki` (also for suites outside tests/tls)."""
     ca = CA()
     directory = tmp_path / "pki"
     ca_path = ca.write(directory / "ca.crt")

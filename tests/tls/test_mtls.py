@@ -1,8 +1,9 @@
 """`http.tls.cacert`: client certificates asked for, verified if given, and who they name.
 
 As zot: the handshake only *asks* for a certificate (VerifyClientCertIfGiven), so one the CA
-did not sign fails it, and a client with none connects and is answered 401 (mTLS being the
-only way to authenticate, as in a zot config without accessControl).
+did not sign fails it, and a client with none connects and is anonymous, answered 401 here
+(mTLS being the only way to authenticate, and no anonymousPolicy, as in a zot config without
+accessControl). What the certificate's identity may do under policies: tests/auth/test_mtls_auth.py.
 """
 
 from __future__ import annotations

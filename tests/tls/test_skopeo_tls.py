@@ -60,7 +60,8 @@ def test_skopeo_with_a_client_certificate_against_mutual_tls(tls_server: TLSServ
     out = tmp_path / "pulled"
     skopeo("copy", "--src-cert-dir", with_client, "--preserve-digests", ref, f"oci:{out}:v1")
     assert tag_digest(out, "v1") == image.digest
-    # The CA alone is not enough: the registry wants to know who it is talking to.
+    # The CA alone is not enough: without access control, nobody is anonymous, so the registry
+    # wants to know who it is talking to (401, a challenge skopeo has no credentials for).
     anonymous = skopeo("inspect", "--raw", "--cert-dir", str(cert_dir(pki, tmp_path / "ca-only", None)), ref,
                        check=False)
-    assert anonymous.returncode != 0 and "unauthorized: a client certificate" in anonymous.stderr, anonymous.stderr
+    assert anonymous.returncode != 0 and "unauthorized" in anonymous.stderr.lower(), anonymous.stderr

@@ -32,6 +32,7 @@ from ocistore.registry import Store
 
 from .paths import Route
 from .responses import error_response
+from .tls import client_certificate
 
 log = logging.getLogger("ocistore.api.auth")
 
@@ -64,7 +65,7 @@ async def guard(request: Request, need: Need) -> Response | None:
     if access is None or not access.enabled:
         request.state.identity = ANONYMOUS
         return None
-    decision = await access.decide(request.headers.getlist("authorization"), need)
+    decision = await access.decide(request.headers.getlist("authorization"), need, client_certificate(request.scope))
     if decision.allowed:
         request.state.identity = decision.identity
         return None
@@ -78,6 +79,9 @@ async def guard(request: Request, need: Need) -> Response | None:
 def refusal(decision: Decision, realm: str) -> RegistryError:
     if decision.outcome is Outcome.DENY:
         return RegistryError(ErrorCode.DENIED, {"reason": decision.reason})
+    if decision.challenge is not None:
+        return RegistryError(ErrorCode.UNAUTHORIZED, {"reason": decision.reason},
+                             headers={"WWW-Authenticate": decision.challenge})
     quoted = realm.replace("\\", "\\\\").replace('"', '\\"')
     return RegistryError(ErrorCode.UNAUTHORIZED, {"reason": decision.reason},
                          headers={"WWW-Authenticate": f'Basic realm="{quoted}"'})

@@ -20,18 +20,15 @@ from ocistore.tls import ServerTLS, TLSFileError
 from .access_log import AccessLog
 from .connections import Limits, fd_limit, protocol_class
 from .ratelimit import RateLimit
-from .tls import RequireClientCertificate
 
 log = logging.getLogger("ocistore")
 
 
 def guarded(app: ASGIApp, config: Config) -> ASGIApp:
-    """The app behind zot's rate limits (as zot's router applies them first) and, with
-    `cacert`, the client-certificate requirement (see `tls`); the access log outside all, so
-    every answer is logged, refusals included."""
+    """The app behind zot's rate limits (as zot's router applies them first); the access log
+    outside all, so every answer is logged, refusals included. Client certificates are judged
+    with every other credential, by `auth.guard`."""
     http = config.http
-    if http.tls is not None and http.tls.cacert:
-        app = RequireClientCertificate(app)
     if http.ratelimit is not None:
         limiter = RateLimiter(http.ratelimit)
         if limiter:

@@ -18,6 +18,15 @@ Authentication is zot's (pkg/api/authn.go):
 - without an htpasswd file nobody logs in, and a header is ignored (zot's "no
   authentication").
 
+The other methods (ldap.py, bearer.py, and client certificates), as zot chains them:
+- Basic credentials are checked against htpasswd, then LDAP; the first that accepts them
+  names the user (LDAP adds the directory's groups to those of `accessControl.groups`);
+- with `http.tls.cacert`, a request without credentials whose connection showed a verified
+  client certificate is the user its certificate names (`http.auth.mtls`); one that names
+  nobody is a failed login. Without a certificate it is anonymous, which is challenged
+  unless some `anonymousPolicy` exists, as for logins;
+- with `bearer`, tokens are the only method and their grants decide (bearer.py), as in zot.
+
 Authorization is `Policies` (policy.py); a refusal is 401 for anonymous and 403 DENIED for a
 user, so a user without the right learns nothing about whether a repository exists.
 """
@@ -32,7 +41,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..config import ConfigError, HTTPConfig
+from ..config.tls import MTLSConfig
+from ..logs import on_hangup
+from ..tls_identity import ClientCertificate
+from .bearer import CATALOG, BearerSetupError, BearerTokens, Scope, repository_scopes
 from .htpasswd import Htpasswd, HtpasswdError
+from .ldap import LDAPLogins, LDAPSetupError
 from .policy import ANONYMOUS, READ, Identity, Policies
 
 
@@ -69,6 +83,7 @@ class Decision:
     identity: Identity = ANONYMOUS
     reason: str = ""
     delay: float = 0.0  # seconds to wait before answering (failDelay, after a failed login)
+    challenge: str | None = None  # WWW-Authenticate of a 401 other than Basic's (bearer)
 
     @property
     def allowed(self) -> bool:
@@ -102,6 +117,14 @@ class Credentials:
         return cls(user, password)
 
 
+@dataclass(frozen=True)
+class TokenIdentity(Identity):
+    """A bearer token's holder: `pulls` are the repositories the token may pull, where a mount
+    without `from` may look; None (a catalog request, granted registry:catalog:*) is every one."""
+
+    pulls: frozenset[str] | None = frozenset()
+
+
 class Access:
     """`http.auth`, `http.accessControl` and `http.realm`, loaded."""
 
@@ -110,38 +133,80 @@ class Access:
         auth = http.auth
         self.realm = http.realm
         self.fail_delay = float(auth.fail_delay) if auth is not None else 0.0
-        self.policies = Policies(http.access_control)
+        self.policies = Policies(http.access_control, directory_groups=auth is not None and auth.ldap is not None)
         path = auth.htpasswd.path if auth is not None and auth.htpasswd is not None else None
         try:
             self.htpasswd = Htpasswd(path) if path is not None else None
         except HtpasswdError as exc:
             raise ConfigError(f"http.auth.htpasswd.path: {exc}") from None
+        self._more_methods(http)
+
+    def _more_methods(self, http: HTTPConfig) -> None:
+        """LDAP, bearer tokens and client certificates (ldap.py, bearer.py, tls_identity.py)."""
+        auth = http.auth
+        # zot's IsMTLSAuthEnabled: with cacert, a verified client certificate names its client.
+        self.mtls = (auth.mtls if auth is not None else None) if http.tls is not None and http.tls.cacert else None
+        if self.mtls is None and http.tls is not None and http.tls.cacert:
+            self.mtls = MTLSConfig()
+        try:
+            self.ldap = LDAPLogins(auth.ldap) if auth is not None and auth.ldap is not None else None
+            self.bearer = BearerTokens(auth.bearer) if auth is not None and auth.bearer is not None else None
+        except (LDAPSetupError, BearerSetupError) as exc:
+            raise ConfigError(str(exc)) from None
+        if self.ldap is not None:
+            ldap = self.ldap
+            on_hangup(lambda config: ldap.reload())
+
+    @property
+    def _logins(self) -> bool:
+        """Whether anybody can be named (so an anonymous request may be challenged)."""
+        return self.htpasswd is not None or self.ldap is not None or self.mtls is not None
 
     @property
     def enabled(self) -> bool:
         """Whether any request can be refused at all."""
-        return self.htpasswd is not None or self.policies.enabled
+        return self._logins or self.bearer is not None or self.policies.enabled
 
-    async def identify(self, credentials: Credentials) -> Identity | Decision:
-        """Who the credentials name, or the failed login's decision."""
-        if self.htpasswd is None:
-            return ANONYMOUS
+    async def identify(self, credentials: Credentials, certificate: ClientCertificate | None = None
+                       ) -> Identity | Decision:
+        """Who the credentials (or else the client certificate) name, or the failed login's decision."""
+        if self.htpasswd is None and self.ldap is None:
+            return self._certified(certificate)
         if credentials.problem is not None:
             return Decision(Outcome.CHALLENGE, reason=credentials.problem, delay=self.fail_delay)
         if credentials.user is None:
-            return ANONYMOUS
+            return self._certified(certificate)
         user, password = credentials.user, credentials.password
-        if not (self.htpasswd.remembered(user, password)
-                or await asyncio.to_thread(self.htpasswd.check, user, password)):  # bcrypt: off the loop
-            return Decision(Outcome.CHALLENGE, reason=f"wrong password for {user!r}, or no such user",
-                            delay=self.fail_delay)
-        return self.policies.identity(credentials.user)
+        if self.htpasswd is not None and (self.htpasswd.remembered(user, password)
+                                          or await asyncio.to_thread(self.htpasswd.check, user, password)):
+            return self.policies.identity(user)  # bcrypt: off the loop, unless remembered
+        if self.ldap is not None:
+            groups = self.ldap.remembered(user, password)
+            if groups is None:
+                groups = await asyncio.to_thread(self.ldap.login, user, password)  # network: off the loop
+            if groups is not None:
+                named = self.policies.identity(user)
+                return Identity(user, named.groups | groups)
+        return Decision(Outcome.CHALLENGE, reason="wrong user name or password", delay=self.fail_delay)
 
-    async def decide(self, authorization: Sequence[str], need: Need) -> Decision:
-        who = await self.identify(Credentials.parse(authorization))
+    def _certified(self, certificate: ClientCertificate | None) -> Identity | Decision:
+        """zot's mTLSAuthn: the verified certificate's identity; anonymous without one."""
+        if self.mtls is None or certificate is None:
+            return ANONYMOUS
+        user = certificate.identity(self.mtls)
+        if user is None:
+            return Decision(Outcome.CHALLENGE, delay=self.fail_delay,
+                            reason=f"the client certificate has none of {', '.join(self.mtls.identity_attributes)}")
+        return self.policies.identity(user)
+
+    async def decide(self, authorization: Sequence[str], need: Need,
+                     certificate: ClientCertificate | None = None) -> Decision:
+        if self.bearer is not None:
+            return self._decide_bearer(authorization, need)
+        who = await self.identify(Credentials.parse(authorization), certificate)
         if isinstance(who, Decision):
             return who
-        if who.anonymous and self.htpasswd is not None:
+        if who.anonymous and self._logins:
             anonymous_metrics = need.kind is Kind.METRICS and READ in self._anonymous_metrics()
             if not (self.policies.anonymous_anywhere() or anonymous_metrics):
                 return Decision(Outcome.CHALLENGE, reason="authentication required")
@@ -151,6 +216,17 @@ class Access:
             return Decision(Outcome.ALLOW, who)
         outcome = Outcome.CHALLENGE if who.anonymous else Outcome.DENY
         return Decision(outcome, who, reason="not allowed by the access-control policy")
+
+    def _decide_bearer(self, authorization: Sequence[str], need: Need) -> Decision:
+        assert self.bearer is not None
+        scopes = repository_scopes(need.grants) if need.kind is Kind.REPOSITORY else \
+            [] if need.kind is Kind.PROBE else [Scope(*CATALOG[:2], (CATALOG[2],))]
+        checked = self.bearer.check(authorization, scopes)
+        if checked.ok:
+            pulls = None if need.kind is Kind.CATALOG else checked.pulls
+            return Decision(Outcome.ALLOW, TokenIdentity(checked.subject or None, pulls=pulls))
+        return Decision(Outcome.CHALLENGE, reason=checked.reason,
+                        challenge=self.bearer.challenge(scopes, checked.error))
 
     def _anonymous_metrics(self) -> list[str]:
         config = self.policies.config
@@ -168,6 +244,9 @@ class Access:
 
     def readable(self, who: Identity) -> Callable[[str], bool] | None:
         """What the catalog and a mount without `from` may look in; None: every repository."""
+        if isinstance(who, TokenIdentity):
+            pulls = who.pulls
+            return None if pulls is None else pulls.__contains__
         if not self.policies.enabled:
             return None
         return lambda repository: self.policies.allows(who, READ, repository)

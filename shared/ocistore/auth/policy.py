@@ -45,7 +45,9 @@ class Policies:
     """One `accessControl` block, ready to answer; None stands for "no access control":
     whoever is let in may do anything."""
 
-    def __init__(self, config: AccessControlConfig | None) -> None:
+    def __init__(self, config: AccessControlConfig | None, directory_groups: bool = False) -> None:
+        """`directory_groups`: logins bring groups of their own (LDAP), so groups that
+        `groups` does not define are expected."""
         self.config = config
         groups = config.groups if config is not None else {}
         self._groups_of: dict[str, frozenset[str]] = {}
@@ -55,7 +57,7 @@ class Policies:
         # Longest pattern first; equally long ones keep the file's order (sorted is stable).
         self._by_length = sorted(((compile_glob(p), g) for p, g in (config.repositories if config else {}).items()),
                                  key=lambda item: -len(item[0].pattern.encode()))
-        if config is not None and (empty := config.undefined_groups()):
+        if config is not None and not directory_groups and (empty := config.undefined_groups()):
             log.warning("accessControl: policies name groups that accessControl.groups does not define, so "
                         "nobody is in them: %s", ", ".join(sorted(empty)))
 

@@ -79,7 +79,7 @@ class HTTPConfig(Block):
 
     @model_validator(mode="after")
     def _auth_agrees(self) -> HTTPConfig:
-        check_auth(self.auth, self.access_control)
+        check_auth(self.auth, self.access_control, self.tls)
         return self
 
     @model_validator(mode="after")
