@@ -338,7 +338,8 @@ def test_what_a_client_controls_is_escaped(site: Site, browse: Browse) -> None:
 
 
 def test_ten_thousand_repositories_page_quickly(tmp_path: Path, browse: Browse, shots: Path) -> None:
-    server = guarded_server(tmp_path / "big")
+    # GC off: its first sweep would otherwise collect 10,000 repositories beside the timed views.
+    server = guarded_server(tmp_path / "big", storage={"gc": False})
     names = sorted(f"org{i % 10}/app{i:05d}" for i in range(10_000))
     for name in names:
         (server.root / name).mkdir(parents=True)
@@ -363,8 +364,16 @@ def test_ten_thousand_repositories_page_quickly(tmp_path: Path, browse: Browse, 
             started = time.perf_counter()
             assert c.get("/v2/_catalog", params={"n": 50}).status_code == 200
             catalog = time.perf_counter() - started
-        print(f"10,000 repositories: a page of the web page {min(seconds):.3f}-{max(seconds):.3f} s, "
-              f"the API's _catalog?n=50 (a walk of the store) {catalog:.3f} s")
-        assert max(seconds) < 1.5, seconds
+        # A reader who may read none of them: the walk goes through all 10,000 to fill her page.
+        reader = browse(server.url, READER).new_page()
+        reader.goto("/ui/")
+        started = time.perf_counter()
+        reader.goto("/ui/")
+        unreadable = time.perf_counter() - started
+        assert reader.locator("#empty").count() == 1
+        print(f"10,000 repositories: pages of the web page {', '.join(f'{s:.3f}' for s in seconds)} s; "
+              f"the API's _catalog?n=50 (a walk of the store) {catalog:.3f} s; "
+              f"a reader who may read none {unreadable:.3f} s")
+        assert max(seconds) < 1.0, seconds
     finally:
         server.stop()
