@@ -20,10 +20,15 @@ RUN_WHY := python3 -m venv needs ensurepip, which Debian ships in python3-venv
 #               iproute2 and iptables: replicas as separate hosts (network namespaces) and
 #               real partitions between them.
 #               prometheus: its promtool lints the /metrics exposition.
+#               systemd: tests/deploy checks deploy/systemd/ocistore.service with its
+#               systemd-analyze (verify, security).  kubectl (tests/deploy renders the
+#               Kubernetes overlays with `kubectl kustomize`) is no Debian package at a usable
+#               version (Debian 12's kubernetes-client is 1.20, without kustomize v5): it
+#               must be on PATH, as it is on this project's machines.
 #               chromium: the web page's tests drive Debian's browser with Playwright (from
 #               PyPI, never `playwright install`: no browser is downloaded).
-TEST_APT := $(RUN_APT) redis-server skopeo umoci iproute2 iptables prometheus chromium
-TEST_WHY := the tests run redis-server, skopeo and umoci, make hosts and partitions with ip and iptables, lint /metrics with promtool (package prometheus) and drive the web page in chromium; .venv needs python3-venv
+TEST_APT := $(RUN_APT) redis-server skopeo umoci iproute2 iptables prometheus systemd chromium
+TEST_WHY := the tests run redis-server, skopeo, umoci and systemd-analyze, make hosts and partitions with ip and iptables, lint /metrics with promtool (package prometheus) and drive the web page in chromium; .venv needs python3-venv
 #   make bench: the peer registry and the raw sha256 baseline.
 BENCH_APT := $(TEST_APT) docker-registry openssl
 BENCH_WHY := the benchmark compares against docker-registry and openssl's sha256 speed

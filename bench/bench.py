@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", choices=list(STARTERS), help="run against one server alone")
     parser.add_argument("--workload", action="append", choices=[w.name for w in WORKLOADS],
                         help="run only this workload (repeatable); default all")
+    parser.add_argument("--auth", action="store_true",
+                        help="both servers with htpasswd logins (bcrypt), every request logged in")
     parser.add_argument("--output", type=Path,
                         help=f"JSON results (default {RESULTS}, or {RESULTS_S3.name} beside it with --s3)")
     return parser.parse_args(argv)
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: the CPUs were {busy:.0%} busy before start; something else is running and "
               "the figures will be noisy", flush=True)
     try:
-        outcome = measure(names, storage, sizes, workloads)
+        outcome = measure(names, storage, sizes, workloads, args.auth)
     except ServerStartError as exc:
         print(f"error: {exc}\n(to measure one server alone: --only {' or --only '.join(STARTERS)})",
               file=sys.stderr)
@@ -93,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(outcome.errors.values()) else 0
 
 
-def measure(names: list[str], storage: StorageBackend, sizes: Sizes, workloads: list[Workload]) -> Outcome:
+def measure(names: list[str], storage: StorageBackend, sizes: Sizes, workloads: list[Workload],
+            auth: bool = False) -> Outcome:
     """Start the storage and the named servers, run the workloads, and stop them all whatever happens.
 
     Stopping is guarded three ways: this finally block, atexit, and SIGTERM turned into SystemExit
@@ -106,7 +109,7 @@ def measure(names: list[str], storage: StorageBackend, sizes: Sizes, workloads: 
     try:
         storage.start()
         for name in names:
-            servers.append(STARTERS[name](storage))
+            servers.append(STARTERS[name](storage, auth))
         return uvloop.run(run_all(servers, storage, sizes, workloads))
     finally:
         _stop_all(servers, storage)
@@ -126,7 +129,7 @@ async def run_all(servers: list[Server], storage: StorageBackend, sizes: Sizes,
                   workloads: list[Workload]) -> Outcome:
     """Run every workload on every server, interleaved, with one pooled client per server."""
     outcome = Outcome([s.name for s in servers])
-    targets = [Target(s.name, Registry(Client(s.base_url, sizes.concurrency)),
+    targets = [Target(s.name, Registry(Client(s.base_url, sizes.concurrency, s.login)),
                       Meter(s.cpu_seconds, storage.service_cpu)) for s in servers]
     try:
         for target in targets:

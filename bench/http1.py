@@ -232,12 +232,14 @@ class _Connection(asyncio.Protocol):
 class Client:
     """A pool of at most `size` keep-alive connections to one `http://host:port` server."""
 
-    def __init__(self, base: str, size: int) -> None:
-        """Connections are opened lazily, so the pool costs nothing until used."""
+    def __init__(self, base: str, size: int, login: str | None = None) -> None:
+        """Connections are opened lazily, so the pool costs nothing until used. With `login`
+        (an `Authorization` value), every request carries it, as a logged-in client's would."""
         parts = urlsplit(base)
         if parts.scheme != "http" or parts.hostname is None or parts.port is None:
             raise ValueError(f"{base}: only http://host:port is supported")
         self._host, self._port, self._authority = parts.hostname, parts.port, parts.netloc
+        self._login = login
         self._slots = asyncio.Semaphore(size)
         self._idle: list[_Connection] = []
 
@@ -280,6 +282,8 @@ class Client:
     def _head(self, method: str, path: str, headers: dict[str, str], body: bytes | Streamed) -> bytes:
         """The request line and headers; Content-Length on every request that may carry a body."""
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self._authority}"]
+        if self._login is not None:
+            lines.append(f"Authorization: {self._login}")
         lines.extend(f"{name}: {value}" for name, value in headers.items())
         length = len(body) if isinstance(body, bytes) else body.length
         if length or method not in _NO_CONTENT_LENGTH:

@@ -8,6 +8,7 @@ per server on a moto server on loopback that the backend starts and meters (`S3S
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import json
 import os
@@ -168,6 +169,8 @@ class Server:
     proc: subprocess.Popen[bytes]
     base_url: str
     workdir: Path
+    # The `Authorization` value every request sends when logins are on (--auth).
+    login: str | None = None
 
     def cpu_seconds(self) -> float:
         """User+system CPU of the server and its workers."""
@@ -190,32 +193,52 @@ class Server:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start_peer(storage: StorageBackend) -> Server:
+# --auth: one htpasswd user, bcrypt at the cost htpasswd -B gives (10), on both servers.
+BENCH_USER, BENCH_PASSWORD = "bench", "bench-password"
+
+
+def _htpasswd(workdir: Path) -> tuple[Path, str]:
+    import bcrypt
+
+    path = workdir / "htpasswd"
+    path.write_bytes(BENCH_USER.encode() + b":" + bcrypt.hashpw(BENCH_PASSWORD.encode(), bcrypt.gensalt(10)) + b"\n")
+    return path, "Basic " + base64.b64encode(f"{BENCH_USER}:{BENCH_PASSWORD}".encode()).decode()
+
+
+def start_peer(storage: StorageBackend, auth: bool = False) -> Server:
     """Start docker-registry (CNCF Distribution) on a fresh directory and wait until it serves."""
     workdir = Path(tempfile.mkdtemp(prefix="ocistore-bench-peer-"))
     port = free_port()
-    config = {
+    config: dict[str, Any] = {
         "version": 0.1,
         "log": {"level": "error"},
         "storage": storage.peer_storage(workdir / "data"),
         "http": {"addr": f"127.0.0.1:{port}"},
     }
+    login = None
+    if auth:
+        path, login = _htpasswd(workdir)
+        config["auth"] = {"htpasswd": {"realm": "bench", "path": str(path)}}
     (workdir / "config.yml").write_text(json.dumps(config))
-    return _launch("peer", [PEER_BINARY, "serve", str(workdir / "config.yml")], workdir, port)
+    return _launch("peer", [PEER_BINARY, "serve", str(workdir / "config.yml")], workdir, port, login)
 
 
-def start_ocistore(storage: StorageBackend) -> Server:
+def start_ocistore(storage: StorageBackend, auth: bool = False) -> Server:
     """Start ocistore with a zot-style config on a fresh directory and wait until it serves."""
     workdir = Path(tempfile.mkdtemp(prefix="ocistore-bench-ocistore-"))
     port = free_port()
-    config = {
+    config: dict[str, Any] = {
         "distSpecVersion": "1.1.0",
         "storage": storage.ocistore_storage(workdir / "data"),
         "http": {"address": "127.0.0.1", "port": str(port)},
         "log": {"level": "warn"},
     }
+    login = None
+    if auth:
+        path, login = _htpasswd(workdir)
+        config["http"]["auth"] = {"htpasswd": {"path": str(path)}}
     (workdir / "config.json").write_text(json.dumps(config))
-    return _launch("ocistore", [OCISTORE_BINARY, "serve", str(workdir / "config.json")], workdir, port)
+    return _launch("ocistore", [OCISTORE_BINARY, "serve", str(workdir / "config.json")], workdir, port, login)
 
 
 def free_port() -> int:
@@ -226,14 +249,14 @@ def free_port() -> int:
         return port
 
 
-def _launch(name: str, argv: list[str], workdir: Path, port: int) -> Server:
+def _launch(name: str, argv: list[str], workdir: Path, port: int, login: str | None = None) -> Server:
     """Spawn `argv` in its own process group, tied to our life, and wait for `GET /v2/`."""
     (workdir / "data").mkdir()
     with open(workdir / "server.log", "wb") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 cwd=workdir, env=_server_env(), start_new_session=True,
                                 preexec_fn=_die_with_parent)
-    server = Server(name, proc, f"http://127.0.0.1:{port}", workdir)
+    server = Server(name, proc, f"http://127.0.0.1:{port}", workdir, login)
     try:
         _wait_ready(server)
     except BaseException:
@@ -261,7 +284,9 @@ def _wait_ready(server: Server) -> None:
         if server.proc.poll() is not None:
             raise ServerStartError(f"{server.name} exited with {server.proc.returncode}:\n{server.log_tail()}")
         try:
-            with urllib.request.urlopen(f"{server.base_url}/v2/", timeout=2) as resp:
+            ready = urllib.request.Request(f"{server.base_url}/v2/",
+                                           headers={"Authorization": server.login} if server.login else {})
+            with urllib.request.urlopen(ready, timeout=2) as resp:
                 if resp.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):

@@ -1,6 +1,7 @@
 """Shared fixtures.
 
-`registry` is a real deployment per mode: one `ocistore serve` process on local disk; the
+`registry` is a real deployment per mode: one `ocistore serve` process on local disk (and the
+same with htpasswd logins and access control, every request of the suite logged in); the
 same on S3 (moto's server on loopback); subPaths mixing an S3 store and a local store
 that holds the repositories under test; and the scaled topology (two API replicas behind
 a load balancer, both workers, a real Redis).  The API suite uses it
@@ -22,7 +23,9 @@ from tests.moto import MotoServer
 from tests.moto import moto_s3 as moto_s3
 from tests.servers import OcistoreServer, OcistoreTopology, RedisServer, running_redis
 
-DEPLOYMENT_MODES = ["single-process", "s3", "subpaths", "topology"]
+DEPLOYMENT_MODES = ["single-process", "s3", "subpaths", "topology", "htpasswd"]
+# The htpasswd mode's one user: every request of the suite logs in (the URL carries it).
+SUITE_USER, SUITE_PASSWORD = "suite", "suite-password"
 Deployment = OcistoreServer | OcistoreTopology
 
 
@@ -49,6 +52,22 @@ def _deployment(mode: str, workdir: Path, request: pytest.FixtureRequest) -> Dep
     if mode == "topology":
         redis: RedisServer = request.getfixturevalue("session_redis")
         return OcistoreTopology(workdir, redis.url)
+    if mode == "htpasswd":
+        # Logins and access control on: the whole suite, credentials included, must pass as is.
+        import bcrypt
+
+        htpasswd = workdir / "htpasswd"
+        htpasswd.write_bytes(SUITE_USER.encode() + b":" + bcrypt.hashpw(SUITE_PASSWORD.encode(), bcrypt.gensalt(5)))
+        everything = ["read", "create", "update", "delete"]
+        server = OcistoreServer(workdir, extra={"http": {
+            "auth": {"htpasswd": {"path": str(htpasswd)}},
+            "accessControl": {
+                "repositories": {"**": {"policies": [{"users": [SUITE_USER], "actions": everything}]}},
+                "adminPolicy": {"users": [SUITE_USER], "actions": everything},
+                "metrics": {"users": [SUITE_USER]},
+            }}})
+        server.url = server.url.replace("http://", f"http://{SUITE_USER}:{SUITE_PASSWORD}@", 1)
+        return server
     raise AssertionError(mode)
 
 

@@ -151,8 +151,8 @@ def on_hangup(reload: Callable[[Config | None], str | None]) -> None:
 def handle_signals(config_path: str | None) -> None:
     """SIGHUP rereads the config and applies what can change while running (the log level,
     and what `on_hangup` registered: TLS, authentication), logging what it did; SIGUSR1/2 are
-    logged and ignored. Their default action would end the process, and an operator sends
-    them out of habit."""
+    logged and ignored (their default action would end the process, and an operator sends
+    them out of habit); SIGTERM and SIGINT end it cleanly, after the server drained."""
 
     def hangup(signum: int, frame: object) -> None:
         config: Config | None = None
@@ -181,7 +181,14 @@ def handle_signals(config_path: str | None) -> None:
         if config is not None and quieter:
             set_level(config.log.level)
 
+    def stop(signum: int, frame: object) -> None:
+        # uvicorn drains, then raises the signal again for the handler it found: this one, so
+        # the process unwinds (closing the emitter, the workers) and exits 0 instead of dying.
+        raise SystemExit(0)
+
     signal.signal(signal.SIGHUP, hangup)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     for sig in (signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, lambda signum, frame: log.warning("signal %d ignored (SIGHUP reloads, SIGTERM stops)",
                                                               signum))

@@ -6,6 +6,7 @@ passes here proves the server's answers and not some in-process shortcut.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -188,13 +189,28 @@ def assert_error(resp: httpx.Response, status: int, code: str | None) -> None:
         assert code in [e["code"] for e in errors], resp.text
 
 
+def login_headers(base_url: str) -> dict[str, str]:
+    """The Basic `Authorization` a base URL's user and password stand for (none without them),
+    for requests sent without httpx, which reads them from the URL by itself."""
+    url = urlsplit(base_url)
+    if url.username is None:
+        return {}
+    token = base64.b64encode(f"{url.username}:{url.password or ''}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def login_lines(base_url: str) -> bytes:
+    """The same, as header lines for a request written byte by byte on a socket."""
+    return b"".join(f"{k}: {v}\r\n".encode() for k, v in login_headers(base_url).items())
+
+
 def raw_request(base_url: str, method: str, raw_path: str, body: bytes = b"",
                 headers: dict[str, str] | None = None) -> httpx.Response:
     """Send `raw_path` byte for byte (httpx would resolve `..`), answered as an httpx.Response."""
     url = urlsplit(base_url)
     conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=60)
     try:
-        conn.request(method, raw_path, body=body, headers=headers or {})
+        conn.request(method, raw_path, body=body, headers={**login_headers(base_url), **(headers or {})})
         answer = conn.getresponse()
         content = answer.read()
         return httpx.Response(answer.status, headers=answer.getheaders(), content=content,

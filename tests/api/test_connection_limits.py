@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.helpers import digest_of, open_session, path_of, push_blob
+from tests.api.helpers import digest_of, login_lines, open_session, path_of, push_blob
 from tests.conftest import Deployment
 from tests.servers import OcistoreServer, wait_until
 
@@ -119,6 +119,11 @@ def fresh_get(server: Deployment) -> float:
 HEAD = b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 
 
+def head_of(registry: Deployment) -> bytes:
+    """The probe's head, logged in where the deployment needs it."""
+    return HEAD + login_lines(registry.url)
+
+
 # --- header size and count, in every deployment mode (default limits: 64 KiB, 100 fields)
 
 def test_an_oversized_header_is_refused_431_and_others_are_still_served(registry: Deployment) -> None:
@@ -134,7 +139,7 @@ def test_an_oversized_header_is_refused_431_and_others_are_still_served(registry
 
 def test_a_head_just_within_the_limit_is_served(registry: Deployment) -> None:
     with connect(registry) as sock:
-        sock.sendall(HEAD + b"X-Big: " + b"a" * 60_000 + b"\r\nConnection: close\r\n\r\n")
+        sock.sendall(head_of(registry) + b"X-Big: " + b"a" * 60_000 + b"\r\nConnection: close\r\n\r\n")
         assert status_of(read_all(sock)) == 200
 
 
@@ -145,7 +150,8 @@ def test_too_many_header_fields_are_refused_431(registry: Deployment) -> None:
     assert status_of(answer) == 431
     assert "header fields" in str(envelope_of(answer)["errors"])
     with connect(registry) as sock:  # 90 fields are fine
-        sock.sendall(HEAD + b"".join(b"X-F%d: 1\r\n" % i for i in range(90)) + b"Connection: close\r\n\r\n")
+        fields = b"".join(b"X-F%d: 1\r\n" % i for i in range(90))
+        sock.sendall(head_of(registry) + fields + b"Connection: close\r\n\r\n")
         assert status_of(read_all(sock)) == 200
 
 

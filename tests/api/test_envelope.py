@@ -19,6 +19,7 @@ from tests.api.helpers import (
     assert_error,
     build_image,
     digest_of,
+    login_headers,
     open_session,
     path_of,
     push_blob,
@@ -47,10 +48,11 @@ class KeepAlive:
     def __init__(self, base_url: str) -> None:
         url = urlsplit(base_url)
         self.conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=60)
+        self.login = login_headers(base_url)
 
     def request(self, method: str, path: str, body: bytes = b"",
                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-        self.conn.request(method, path, body=body, headers=headers or {})
+        self.conn.request(method, path, body=body, headers={**self.login, **(headers or {})})
         resp = self.conn.getresponse()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.api.helpers import Stored, assert_intact, digest_of, open_session, path_of
+from tests.api.helpers import Stored, assert_intact, digest_of, login_lines, open_session, path_of
 from tests.servers import OcistoreServer, stored_files
 
 
@@ -17,8 +17,8 @@ def send_half(registry: OcistoreServer, method: str, path: str, declared: int, s
     """Declare `declared` bytes, send only `sent`, then close the connection."""
     with socket.create_connection(("127.0.0.1", registry.port)) as sock:
         head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {declared}\r\n"
-                "Content-Type: application/octet-stream\r\n\r\n")
-        sock.sendall(head.encode() + sent)
+                "Content-Type: application/octet-stream\r\n")
+        sock.sendall(head.encode() + login_lines(registry.url) + b"\r\n" + sent)
         # End the body early, then wait for the server to close its side: by then it has
         # handled the hang-up, so what the test looks at next is what the hang-up left.
         sock.shutdown(socket.SHUT_WR)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,39 @@ def test_sighup_changes_the_log_level_and_no_habitual_signal_kills_the_server(tm
         assert server.proc.poll() is None
     finally:
         server.stop()
+
+
+def test_sigterm_lets_a_request_in_flight_finish_then_stops(tmp_path: Path) -> None:
+    """A rolling restart sends SIGTERM: an upload chunk half sent must still be answered."""
+    import threading
+    import time as clock
+
+    from tests.api.helpers import open_session, path_of
+
+    server = OcistoreServer(tmp_path).start()
+    assert server.proc is not None
+    answers: list[int] = []
+    first_bytes_sent = threading.Event()
+
+    def slow_body() -> Iterator[bytes]:
+        yield b"x" * 4096
+        first_bytes_sent.set()
+        for _ in range(10):
+            clock.sleep(0.1)  # a client on a slow link, not a synchronisation: the server must wait for it
+            yield b"y" * 4096
+
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        session = path_of(open_session(c, "ops/drain"))
+
+        def send() -> None:
+            with httpx.Client(base_url=server.url, timeout=30) as slow:
+                answers.append(slow.patch(session, content=slow_body(),
+                                          headers={"Content-Type": "application/octet-stream"}).status_code)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        assert first_bytes_sent.wait(10)
+        os.kill(server.proc.pid, signal.SIGTERM)
+        sender.join(20)
+    assert answers == [202], answers
+    assert server.proc.wait(timeout=20) == 0

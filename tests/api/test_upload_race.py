@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.api.helpers import digest_of, open_session, path_of, push_blob
+from tests.api.helpers import digest_of, login_headers, open_session, path_of, push_blob
 from tests.conftest import Deployment
 
 CHUNK = 4 << 10
@@ -27,8 +27,9 @@ class RawPatch:
     def __init__(self, base_url: str, location: str, content_range: str | None) -> None:
         url = urlsplit(base_url)
         self.sock = socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), timeout=60)
-        headers = [f"PATCH {path_of(location)} HTTP/1.1", f"Host: {url.netloc}",
-                   "Content-Type: application/octet-stream", "Transfer-Encoding: chunked"]
+        headers = [f"PATCH {path_of(location)} HTTP/1.1", f"Host: {url.hostname}:{url.port}",
+                   "Content-Type: application/octet-stream", "Transfer-Encoding: chunked",
+                   *(f"{k}: {v}" for k, v in login_headers(base_url).items())]
         if content_range:
             headers.append(f"Content-Range: {content_range}")
         self.sock.sendall(("\r\n".join(headers) + "\r\n\r\n").encode())
