@@ -28,8 +28,10 @@ RUN_WHY := python3 -m venv needs ensurepip, which Debian ships in python3-venv
 #               slapd and ldap-utils: the LDAP tests run a slapd of their own (own config,
 #               own loopback ports; the system's slapd is never used) and load it with
 #               slapadd/ldapadd. podman: the bearer-token tests pull and push with it.
-TEST_APT := $(RUN_APT) redis-server skopeo umoci iproute2 iptables prometheus systemd slapd ldap-utils podman
-TEST_WHY := the tests run redis-server, skopeo, umoci, podman, systemd-analyze and a slapd of their own with ldap-utils, make hosts and partitions with ip and iptables, and lint /metrics with promtool (package prometheus); .venv needs python3-venv
+#               chromium: the web page's tests drive Debian's browser with Playwright (from
+#               PyPI, never `playwright install`: no browser is downloaded).
+TEST_APT := $(RUN_APT) redis-server skopeo umoci iproute2 iptables prometheus systemd slapd ldap-utils podman chromium
+TEST_WHY := the tests run redis-server, skopeo, umoci, podman, systemd-analyze and a slapd of their own with ldap-utils, make hosts and partitions with ip and iptables, lint /metrics with promtool (package prometheus) and drive the web page in chromium; .venv needs python3-venv
 #   make bench: the peer registry and the raw sha256 baseline.
 BENCH_APT := $(TEST_APT) docker-registry openssl
 BENCH_WHY := the benchmark compares against docker-registry and openssl's sha256 speed

@@ -24,6 +24,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from . import gc_history
 from .config.retention import RetentionPolicy
 from .digests import Digest
 from .errors import DATA_FAULTS, RegistryError
@@ -247,6 +248,7 @@ async def collect_repository(store: Store, repo: str, *, dry_run: bool = False,
         log.warning("gc: %s cannot be collected: %s", repo, report.error)
     if not dry_run:
         _count(store.route or "/", report, time.perf_counter() - started)
+        await gc_history.record(store, report)
     return report
 
 

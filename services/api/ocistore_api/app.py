@@ -31,7 +31,7 @@ from ocistore.scrub import load_report, report_rows
 from ocistore.storage import PathNotFound
 from ocistore.usage import measure
 
-from . import blob_routes, discovery_routes, manifest_routes, upload_routes
+from . import blob_routes, discovery_routes, manifest_routes, ui, upload_routes
 from .auth import guard, route_need
 from .failures import KeepConnection, http_exception, storage_failure, unexpected
 from .paths import parse_path
@@ -193,6 +193,7 @@ def create_app(registry: Registry, emitter: EventEmitter, metrics_config: Metric
         app.add_route(metrics_config.prometheus.path, metrics, methods=["GET"])
     app.add_route("/scrub/report", scrub_report, methods=["GET"])
     app.add_route("/storage/usage", usage, methods=["GET"])
+    ui.register(app, registry, emitter)  # the operators' web page at /ui/ (and / sends a browser there)
     return app
 
 
