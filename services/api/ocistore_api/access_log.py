@@ -50,6 +50,8 @@ def route_of(path: str, metrics_path: str | None = None) -> RouteOf:
     """The endpoint a path is, as a bounded name: "other" for anything no route serves."""
     if path in _FIXED:
         return RouteOf(_FIXED[path])
+    if path == "/" or path.startswith("/ui/"):
+        return RouteOf("/ui/")  # the operators' page: one label for all its views
     if metrics_path is not None and path == metrics_path:
         return RouteOf(metrics_path)
     if path.startswith("/v2/"):
