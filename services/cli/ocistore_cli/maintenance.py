@@ -12,6 +12,7 @@ from typing import Any
 
 from ocistore.blobstore import reconcile
 from ocistore.commandline import EXIT_FINDINGS, EXIT_OK
+from ocistore.errors import RegistryError
 from ocistore.gc import GCReport, GCTotals, collect_or_report
 from ocistore.registry import Registry
 from ocistore.registry.catalog import list_layouts
@@ -31,6 +32,20 @@ def _route(store: Store) -> str:
     return store.route or "/"
 
 
+async def _stores_for(registry: Registry, repo: str | None) -> list[Store]:
+    """Every store, or the one `repo` routes to once it is known to hold that repository."""
+    if repo is None:
+        return list(registry.stores.values())
+    store = registry.store_for(repo)
+    try:
+        missing = await store.index.read(repo) is None
+    except RegistryError:
+        missing = False  # an index.json that does not parse: the command reports it as a finding
+    if missing:
+        raise UsageError(f"no repository {repo!r}")
+    return [store]
+
+
 # gc
 
 
@@ -38,7 +53,7 @@ async def gc(registry: Registry, repo: str | None, dry_run: bool, out: Output) -
     verb = "would remove" if dry_run else "removed"
     stores: dict[str, Any] = {}
     totals = GCTotals()
-    for store in [registry.store_for(repo)] if repo else registry.stores.values():
+    for store in await _stores_for(registry, repo):
         route = _route(store)
         doc: dict[str, Any] = {"gc": store.config.gc, "gc_delay_seconds": store.config.gc_delay,
                                "repositories": {}, "aborted_multipart_uploads": 0}
@@ -47,10 +62,7 @@ async def gc(registry: Registry, repo: str | None, dry_run: bool, out: Output) -
         if not store.config.gc:
             out.line(f"store {route}: gc is off")
         else:
-            targets = await list_layouts(store)
-            if repo is not None and repo not in targets:
-                raise UsageError(f"no repository {repo!r}")
-            names = [repo] if repo else targets
+            names = [repo] if repo else await list_layouts(store)
             with out.progress(f"gc {route}", " repos", total=len(names)) as progress:
                 for name in names:
                     report = await collect_or_report(store, name, dry_run=dry_run)
@@ -101,11 +113,7 @@ def _gc_summary(t: GCTotals, dry_run: bool) -> str:
 async def scrub(registry: Registry, repo: str | None, pace_bytes_per_s: float | None, out: Output) -> int:
     stores: dict[str, Any] = {}
     problems = 0
-    for store in registry.stores.values():
-        if repo and not registry.routes_to(repo, store):
-            continue
-        if repo and await store.index.read(repo) is None:
-            raise UsageError(f"no repository {repo!r}")
+    for store in await _stores_for(registry, repo):
         route = _route(store)
         before = await load_report(store)
         started = time.monotonic()
@@ -179,9 +187,7 @@ async def reconcile_all(registry: Registry, out: Output) -> int:
 async def du(registry: Registry, repo: str | None, out: Output) -> int:
     stores: dict[str, Any] = {}
     total = Usage()
-    for store in registry.stores.values():
-        if repo and not registry.routes_to(repo, store):
-            continue
+    for store in await _stores_for(registry, repo):
         with out.progress(f"du {_route(store)}", " blobs") as progress:
             usage = await measure(store, repo, progress.advance, progress.set_total)
         stores[_route(store)] = usage.as_dict()
