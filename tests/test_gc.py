@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import time
 import uuid
@@ -78,10 +77,10 @@ def ocistore_gc(server: OcistoreServer, *args: str) -> subprocess.CompletedProce
 
 
 def bytes_freed(output: str) -> int:
-    """The total the command prints last: `... N bytes (...)`."""
-    found = re.findall(r"(\d+) bytes", output)
-    assert found, f"no byte count in:\n{output}"
-    return int(found[-1])
+    """The logical bytes freed in all, from the output of `ocistore gc --json`."""
+    freed = json.loads(output)["totals"]["bytes_freed"]
+    assert isinstance(freed, int), output
+    return freed
 
 
 def past_gc_delay(server: OcistoreServer) -> None:
@@ -139,7 +138,7 @@ def test_dry_run_lists_and_keeps_then_gc_removes_the_untagged_manifest_and_its_b
     past_gc_delay(server)
     expected = size_on_disk(server, repo, image_digests(doomed))
 
-    dry = ocistore_gc(server, "--repo", repo, "--dry-run")
+    dry = ocistore_gc(server, "--repo", repo, "--dry-run", "--json")
     for d in image_digests(doomed):
         assert d in dry.stdout, f"--dry-run does not list {d}:\n{dry.stdout}"
     for d in image_digests(kept):
@@ -148,7 +147,7 @@ def test_dry_run_lists_and_keeps_then_gc_removes_the_untagged_manifest_and_its_b
     assert existing(server, repo, image_digests(doomed)) == image_digests(doomed), "--dry-run removed files"
     assert doomed.digest in listed(server, repo), "--dry-run edited index.json"
 
-    done = ocistore_gc(server, "--repo", repo)
+    done = ocistore_gc(server, "--repo", repo, "--json")
     for d in image_digests(doomed):
         assert d in done.stdout, f"gc does not print {d}:\n{done.stdout}"
     assert bytes_freed(done.stdout) == expected, done.stdout
@@ -159,7 +158,7 @@ def test_dry_run_lists_and_keeps_then_gc_removes_the_untagged_manifest_and_its_b
     assert existing(server, other, image_digests(other_doomed)) == image_digests(other_doomed)
     everything = ocistore_gc(server)
     assert existing(server, other, image_digests(other_doomed)) == [], everything.stdout
-    assert bytes_freed(ocistore_gc(server).stdout) == 0, "a second run found more garbage"
+    assert bytes_freed(ocistore_gc(server, "--json").stdout) == 0, "a second run found more garbage"
 
     server.start()
     with httpx.Client(base_url=server.url, timeout=60.0) as again:
@@ -180,7 +179,7 @@ def test_gc_while_serving_keeps_tagged_images_and_blobs_younger_than_gc_delay(
     young = os.urandom(2000)
     young_digest = push_blob(client, repo, young)
 
-    out = ocistore_gc(server).stdout
+    out = ocistore_gc(server, "--json").stdout
     assert old_digest in out and bytes_freed(out) == len(old), out
     assert not blob_file(server, repo, old_digest).exists()
     assert blob_file(server, repo, young_digest).exists(), "a blob younger than gcDelay was collected"
@@ -297,7 +296,7 @@ def _stale_and_fresh_session(server: OcistoreServer, client: httpx.Client) -> No
 
     dry = ocistore_gc(server, "--dry-run").stdout
     assert stale_id in dry and (uploads / stale_id).exists(), dry
-    out = ocistore_gc(server).stdout
+    out = ocistore_gc(server, "--json").stdout
     assert stale_id in out and fresh_id not in out, out
     assert bytes_freed(out) == 5000, out
     assert not (uploads / stale_id).exists()

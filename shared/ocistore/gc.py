@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from . import gc_history
 from .config.retention import RetentionPolicy
@@ -74,6 +75,61 @@ class GCReport:
     def removed(self) -> int:
         removed = len(self.manifests) + len(self.blobs) + len(self.uploads) + len(self.temporaries)
         return removed + (0 if self.retention_dry_run else len(self.tags))
+
+    @property
+    def failed(self) -> bool:
+        """Whether the pass could not collect the repository, or collected nothing of it for a
+        manifest that does not parse."""
+        return self.error is not None or bool(self.unreadable)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as `ocistore gc --json` prints it: sizes in bytes, as integers."""
+        return {
+            "tags": [{"tag": t.ref, "digest": t.digest, "reason": t.reason} for t in self.tags],
+            "retention_dry_run": self.retention_dry_run,
+            "manifests": self.manifests, "blobs": self.blobs, "uploads": self.uploads,
+            "temporaries": self.temporaries,
+            "bytes_freed": self.bytes_freed, "physical_bytes_freed": self.physical_bytes_freed,
+            "held_back_bytes": self.held_back_bytes, "emptied": self.emptied,
+            "unreadable_manifests": self.unreadable, "error": self.error,
+        }
+
+
+@dataclass
+class GCTotals:
+    """What passes over several repositories removed and freed, added up."""
+
+    repositories: int = 0
+    tags: int = 0
+    manifests: int = 0
+    blobs: int = 0
+    uploads: int = 0
+    temporaries: int = 0
+    bytes_freed: int = 0
+    physical_bytes_freed: int = 0
+    held_back_bytes: int = 0
+    # Repositories that could not be collected (GCReport.failed).
+    errors: int = 0
+
+    def add(self, report: GCReport) -> None:
+        self.repositories += 1
+        self.tags += 0 if report.retention_dry_run else len(report.tags)
+        self.manifests += len(report.manifests)
+        self.blobs += len(report.blobs)
+        self.uploads += len(report.uploads)
+        self.temporaries += len(report.temporaries)
+        self.bytes_freed += report.bytes_freed
+        self.physical_bytes_freed += report.physical_bytes_freed
+        self.held_back_bytes += report.held_back_bytes
+        self.errors += report.failed
+
+    def __iadd__(self, other: GCTotals) -> GCTotals:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
 
 
 class _Manifests:
@@ -327,16 +383,21 @@ async def _delete_quietly(store: Store, path: str) -> None:
         pass
 
 
+async def collect_or_report(store: Store, repo: str, *, dry_run: bool = False) -> GCReport:
+    """`collect_repository`, with a fault of the repository's data turned into the report's
+    error: one bad repository must not stop a sweep of all the others."""
+    try:
+        return await collect_repository(store, repo, dry_run=dry_run)
+    except DATA_FAULTS as exc:
+        log.exception("gc: %s failed; going on with the next repository", repo)
+        return GCReport(repo, dry_run=dry_run, error=f"{type(exc).__name__}: {exc}")
+
+
 async def collect_store(store: Store) -> AsyncIterator[GCReport]:
     """GC every repository of the store, yielding each report as it is done; then abort the
     backend's multipart uploads abandoned for longer than `gcDelay`."""
     for name in await list_layouts(store):
-        try:
-            report = await collect_repository(store, name)
-        except DATA_FAULTS as exc:  # one bad repository must not stop the sweep of all the others
-            log.exception("gc: %s failed; going on with the next repository", name)
-            report = GCReport(name, error=f"{type(exc).__name__}: {exc}")
-        yield report
+        yield await collect_or_report(store, name)
     aborted = await store.driver.abort_stale_multipart_uploads(store.config.gc_delay)
     if aborted:
         log.info("gc: aborted %d abandoned multipart uploads", aborted)

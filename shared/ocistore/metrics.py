@@ -17,7 +17,6 @@ import os
 import platform
 import time
 from collections.abc import Iterable, Iterator
-from importlib import metadata
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -31,6 +30,8 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+
+from .version import package_version
 
 __all__ = ["CONTENT_TYPE_LATEST", "exposition", "timed"]
 
@@ -75,14 +76,7 @@ BUILD_INFO = Gauge("ocistore_build_info", "The running version (always 1).", ["v
                    multiprocess_mode="max")
 
 
-def _version() -> str:
-    try:
-        return metadata.version("ocistore")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-BUILD_INFO.labels(_version(), platform.python_version()).set(1)
+BUILD_INFO.labels(package_version(), platform.python_version()).set(1)
 
 
 class _Ready(Collector):

@@ -416,24 +416,28 @@ async def scrub_repository(store: Store, repo: str, report: ScrubReport, *,
 
 
 async def scrub_store(store: Store, *, repo: str | None = None, pace_bytes_per_s: float | None = None,
-                      progress: Progress | None = None) -> ScrubReport:
+                      progress: Progress | None = None, on_total: Progress | None = None) -> ScrubReport:
     """One pass over every repository of the store (or only `repo`); returns the saved report.
 
     The report is saved after each repository.  Only a pass over every repository counts as
     a pass: it resumes after the last repository a killed pass finished, and at its end
-    forgets the findings of repositories that no longer exist.
+    forgets the findings of repositories that no longer exist.  With `on_total`, the blob
+    files to hash are listed first and `on_total(bytes)` is told their size before any is.
     """
     report = await load_report(store)
     if repo is not None:
+        if on_total is not None:
+            on_total(await _bytes_to_hash(store, {repo}, repo))
         await scrub_repository(store, repo, report, pace_bytes_per_s=pace_bytes_per_s, progress=progress)
         await save_report(store, report)
         return report
     report.begin_pass(time.time())
     clock = time.monotonic()
     names = await list_layouts(store)
-    for name in names:
-        if report.pass_cursor is not None and name <= report.pass_cursor:
-            continue
+    pending = [name for name in names if report.pass_cursor is None or name > report.pass_cursor]
+    if on_total is not None:
+        on_total(await _bytes_to_hash(store, set(pending)))
+    for name in pending:
         try:
             await scrub_repository(store, name, report, pace_bytes_per_s=pace_bytes_per_s, progress=progress)
         except DATA_FAULTS:  # one bad repository must not stop the pass over all the others
@@ -449,14 +453,22 @@ async def scrub_store(store: Store, *, repo: str | None = None, pace_bytes_per_s
     return report
 
 
+async def _bytes_to_hash(store: Store, repos: set[str], under: str | None = None) -> int:
+    """The size of the blob files a pass over `repos` re-hashes (dedupe references are not)."""
+    blobs = store.blobs
+    return sum([f.size async for name, digest, f in blobs.every_file(under)
+                if name in repos and not blobs.policy.is_placeholder(digest, f.size)])
+
+
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def report_rows(report: ScrubReport) -> list[dict[str, str]]:
-    """The findings as flat rows (times in ISO 8601 UTC), ordered by repository and digest."""
+def report_rows(report: ScrubReport, repo: str | None = None) -> list[dict[str, str]]:
+    """The findings (of `repo` only, if given) as flat rows (times in ISO 8601 UTC), ordered by
+    repository and digest."""
     return [
         {"repository": f.repo, "digest": f.digest, "problem": f.problem, "detail": f.detail,
          "first_seen": _iso(f.first_seen), "last_checked": _iso(f.last_checked)}
-        for _, f in sorted(report.findings.items())
+        for _, f in sorted(report.findings.items()) if repo is None or f.repo == repo
     ]

@@ -24,6 +24,9 @@ class Usage:
     def saved(self) -> int:
         return self.logical - self.physical
 
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.logical + other.logical, self.physical + other.physical, self.blobs + other.blobs)
+
     def as_dict(self) -> dict[str, Any]:
         ratio = self.physical / self.logical if self.logical else 1.0
         return {"blobs": self.blobs, "logical_bytes": self.logical, "physical_bytes": self.physical,
@@ -40,13 +43,18 @@ class StoreUsage:
                 "repositories": {name: u.as_dict() for name, u in sorted(self.repositories.items())}}
 
 
-async def measure(store: Store, repo: str | None = None,
-                  progress: Callable[[int], None] | None = None) -> StoreUsage:
+async def measure(store: Store, repo: str | None = None, progress: Callable[[int], None] | None = None,
+                  on_total: Callable[[int], None] | None = None) -> StoreUsage:
+    """`progress(1)` after each blob file counted; `on_total(files)` once they are listed."""
     out = StoreUsage()
     seen_store: set[str] = set()
     seen_repo: dict[str, set[str]] = {}
     blobs = store.blobs
-    async for name, digest, f in blobs.every_file(repo):
+    # The drivers list a whole walk before yielding any of it: keeping the list costs little.
+    files = [entry async for entry in blobs.every_file(repo)]
+    if on_total is not None:
+        on_total(len(files))
+    for name, digest, f in files:
         usage = out.repositories.setdefault(name, Usage())
         size = f.size
         if blobs.policy.is_placeholder(digest, f.size):

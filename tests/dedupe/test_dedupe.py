@@ -92,7 +92,7 @@ def test_twenty_images_sharing_eight_layers_are_stored_once_and_survive_deletes(
                 unique[digest_of(blob)] = len(blob)
         on_disk = physical_bytes(server.root)
         assert abs(on_disk - sum(unique.values())) <= 0.01 * sum(unique.values())
-        du = json.loads(ocistore("du", str(server.config_path), "--json").stdout)["/"]
+        du = json.loads(ocistore("du", str(server.config_path), "--json").stdout)["stores"]["/"]
         assert du["logical_bytes"] > 2 * du["physical_bytes"]
         assert abs(du["physical_bytes"] - sum(unique.values())) <= 0.01 * sum(unique.values())
 

@@ -31,7 +31,7 @@ def test_damaged_original_is_refused_then_repaired_by_an_honest_push(
         moto_s3.client().put_object(Bucket=bucket, Key=original, Body=os.urandom(LAYER_SIZE))
 
         scrubbed = run_cli(launched, "scrub", str(server.config_path))
-        assert scrubbed.returncode == 0 and "0 problems" not in scrubbed.stdout, scrubbed.stdout
+        assert scrubbed.returncode == 1 and "0 problems" not in scrubbed.stdout, scrubbed.stdout
 
         def refused(repo: str) -> bool:
             resp = client.get(f"/v2/{repo}/blobs/{digest}")

@@ -60,11 +60,12 @@ def api(server: OcistoreServer, user: str = ADMIN) -> httpx.Client:
     return httpx.Client(base_url=server.url, auth=(user, PASSWORDS[user]), timeout=60.0)
 
 
-def ocistore(server: OcistoreServer, *args: str) -> str:
-    """The real command on the server's config; its standard output."""
+def ocistore(server: OcistoreServer, *args: str, status: int = 0) -> str:
+    """The real command on the server's config; its standard output (`status`: the exit code
+    expected, 1 for a scrub that finds damage)."""
     done = subprocess.run([str(BIN / "ocistore"), *args[:1], str(server.config_path), *args[1:]],
                           capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == status, done.stderr
     return done.stdout
 
 

@@ -8,6 +8,7 @@ image of its own), `team/old` (a deleted image, part of it aged past gcDelay, pa
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -117,9 +118,8 @@ def dry_runs(server: OcistoreServer, repo: str | None = None) -> list[GCReport]:
 
 
 def would_remove(output: str) -> int:
-    match = re.search(r"^would remove (\d+) bytes", output, re.M)
-    assert match, output
-    return int(match.group(1))
+    """The logical bytes of `ocistore gc --dry-run --json`'s totals."""
+    return int(json.loads(output)["totals"]["bytes_freed"])
 
 
 # -- who sees what --------------------------------------------------------------------------
@@ -204,7 +204,7 @@ def test_storage_figures_are_those_of_du_and_of_a_gc_dry_run(site: Site, browse:
     page.click("#nav-storage")
     assert page.url.endswith("/ui/storage")
     snap(page, shots, "storage")
-    usage = du(site.server)["/"]
+    usage = du(site.server)["stores"]["/"]
     store = page.locator("section[data-store='/']")
     total = store.locator(".usage tr.total")
     assert number(total.locator("td.logical").inner_text()) == usage["logical_bytes"]
@@ -216,7 +216,8 @@ def test_storage_figures_are_those_of_du_and_of_a_gc_dry_run(site: Site, browse:
         assert number(row.locator("td.physical").inner_text()) == figures["physical_bytes"], name
     # GC now: the CLI's dry run reclaims the same bytes; physical and held back are GC's own figures.
     reports = dry_runs(site.server)
-    assert number(store.locator(".gc-bytes").inner_text()) == would_remove(ocistore(site.server, "gc", "--dry-run"))
+    dry = ocistore(site.server, "gc", "--dry-run", "--json")
+    assert number(store.locator(".gc-bytes").inner_text()) == would_remove(dry)
     assert number(store.locator(".gc-physical").inner_text()) == sum(r.physical_bytes_freed for r in reports) > 0
     assert number(store.locator(".gc-held").inner_text()) == sum(r.held_back_bytes for r in reports) > 0
 
@@ -224,12 +225,12 @@ def test_storage_figures_are_those_of_du_and_of_a_gc_dry_run(site: Site, browse:
     page.goto("/ui/repo/team/old")
     page.click("#repo-storage")
     snap(page, shots, "repository-storage")
-    mine = du(site.server, "--repo", "team/old")["/"]["repositories"]["team/old"]
+    mine = du(site.server, "--repo", "team/old")["stores"]["/"]["repositories"]["team/old"]
     assert number(page.locator("#usage td.logical").inner_text()) == mine["logical_bytes"]
     assert number(page.locator("#usage td.physical").inner_text()) == mine["physical_bytes"]
     assert number(page.locator("#usage td.saved").inner_text()) == mine["saved_bytes"]
     (report,) = dry_runs(site.server, "team/old")
-    cli = would_remove(ocistore(site.server, "gc", "--dry-run", "--repo", "team/old"))
+    cli = would_remove(ocistore(site.server, "gc", "--dry-run", "--json", "--repo", "team/old"))
     assert number(page.locator("#gc-bytes").inner_text()) == cli == report.bytes_freed
     assert number(page.locator("#gc-physical").inner_text()) == report.physical_bytes_freed
     assert number(page.locator("#gc-held").inner_text()) == report.held_back_bytes
@@ -244,13 +245,13 @@ def test_storage_figures_are_those_of_du_and_of_a_gc_dry_run(site: Site, browse:
 def test_maintenance_shows_gc_history_scrub_findings_and_queues(site: Site, browse: Browse, shots: Path) -> None:
     (predicted,) = dry_runs(site.server, "team/old")
     assert predicted.physical_bytes_freed > 0
-    removed = ocistore(site.server, "gc", "--repo", "team/old")
-    assert f"removed {predicted.bytes_freed} bytes" in removed
+    removed = json.loads(ocistore(site.server, "gc", "--repo", "team/old", "--json"))
+    assert removed["totals"]["bytes_freed"] == predicted.bytes_freed
     # A layer only team/api holds, damaged in place (same size, other bytes); then a real scrub.
     layer = digest_of(site.solo.layers[0])
     path = blob_file(site.server.root, "team/api", layer)
     path.write_bytes(os.urandom(path.stat().st_size))
-    ocistore(site.server, "scrub", "--repo", "team/api")
+    ocistore(site.server, "scrub", "--repo", "team/api", status=1)  # damage found: exit 1
 
     page = browse(site.url, ADMIN).new_page()
     page.goto("/ui/")

@@ -1,41 +1,68 @@
-"""A progress line on a terminal (and nothing when output goes to a file or pipe)."""
+"""A progress bar on stderr (tqdm): total, percent, rate and ETA, once the total is known.
+
+Shown only on a terminal and never with `--json`; otherwise every call does nothing.  A
+walk tells the total when it has listed what it will go through (`set_total`), then
+advances the bar as it goes.
+"""
 
 from __future__ import annotations
 
 import sys
-import time
+from types import TracebackType
+from typing import Any
+
+from tqdm import tqdm
+
+from ocistore.units import format_bytes
+
+
+class _BytesBar(tqdm):  # type: ignore[type-arg]
+    """Counts bytes, and shows them (done, total, rate) in the IEC units of all other output."""
+
+    @property
+    def format_dict(self) -> dict[str, Any]:
+        d = dict(super().format_dict)
+        rate = d.get("rate")
+        return {**d, "n_iec": format_bytes(d["n"]), "total_iec": format_bytes(d["total"] or 0),
+                "rate_iec": f"{format_bytes(rate)}/s" if rate else "?/s"}
+
+
+_BYTES_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_iec}/{total_iec} [{elapsed}<{remaining}, {rate_iec}]"
 
 
 class Progress:
-    def __init__(self, label: str, total: int | None, unit: str = "") -> None:
+    def __init__(self, label: str, unit: str, *, enabled: bool, total: int | None = None) -> None:
+        """`unit` "B" counts bytes; anything else counts items (" repos", " blobs")."""
         self.label = label
-        self.total = total
         self.unit = unit
-        self.count = 0
-        self.started = time.monotonic()
-        self.enabled = sys.stderr.isatty()
+        self.enabled = enabled
+        self._bar: tqdm[Any] | None = None
+        if total is not None:
+            self.set_total(total)
 
-    def step(self, n: int = 1) -> None:
-        self.count += n
+    def set_total(self, total: int) -> None:
         if not self.enabled:
             return
-        elapsed = max(time.monotonic() - self.started, 1e-6)
-        if self.total:
-            width = 30
-            filled = int(width * min(self.count / self.total, 1.0))
-            bar = "#" * filled + "-" * (width - filled)
-            line = f"{self.label} [{bar}] {self.count}/{self.total}{self.unit}"
+        self.close()
+        options: dict[str, Any] = {"desc": self.label, "total": total, "file": sys.stderr, "leave": False,
+                                   "dynamic_ncols": True}
+        if self.unit == "B":
+            self._bar = _BytesBar(bar_format=_BYTES_FORMAT, **options)
         else:
-            line = f"{self.label} {self.count}{self.unit}"
-        sys.stderr.write(f"\r{line} ({self.count / elapsed:.0f}{self.unit}/s)\x1b[K")
-        sys.stderr.flush()
+            self._bar = tqdm(unit=self.unit, **options)
 
-    def print(self, text: str) -> None:
-        if self.enabled:
-            sys.stderr.write("\r\x1b[K")
-        print(text)
+    def advance(self, n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
 
-    def done(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

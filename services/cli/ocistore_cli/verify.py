@@ -12,6 +12,7 @@ import asyncio
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 from ocistore.auth import Access
 from ocistore.config import (
@@ -23,6 +24,7 @@ from ocistore.config import (
     StorageConfig,
 )
 from ocistore.config.base import redact
+from ocistore.durations import format_duration
 from ocistore.tls import check_files
 
 
@@ -42,6 +44,60 @@ def problems_on_disk(config: Config) -> list[str]:
     except ConfigError as exc:
         found.append(str(exc))
     return found
+
+
+def summary(config: Config) -> dict[str, Any]:
+    """What a config that verifies sets up, as `verify --json` prints it (durations in seconds)."""
+    stores: dict[str, Any] = {}
+    for route, s in {"/": config.storage, **config.storage.sub_paths}.items():
+        where: dict[str, Any] = ({"driver": "s3", "bucket": s.storage_driver.bucket,
+                                  "root_directory": s.storage_driver.rootdirectory} if s.storage_driver
+                                 else {"driver": "local", "root_directory": s.root_directory})
+        cache = (s.cache_driver.name if s.cache_driver else "embedded") if s.dedupe else None
+        stores[route] = {**where, "dedupe": s.dedupe, "cache": cache, "gc": s.gc, "gc_delay_seconds": s.gc_delay,
+                         "gc_interval_seconds": s.gc_interval, "commit": s.commit}
+    http = config.http
+    rl = http.ratelimit
+    htpasswd = http.auth.htpasswd if http.auth is not None else None
+    return {
+        "stores": stores,
+        "listen": f"{'https' if http.tls else 'http'}://{http.address}:{http.port}",
+        "client_ca": http.tls.cacert if http.tls else None,
+        "rate_limits": ({"rate": rl.rate, "methods": [{"method": m.method, "rate": m.rate} for m in rl.methods]}
+                        if rl else None),
+        "htpasswd": ({"path": htpasswd.path, "fail_delay_seconds": http.auth.fail_delay, "realm": http.realm}
+                     if htpasswd is not None and http.auth is not None else None),
+        "access_control": ({"repository_globs": len(http.access_control.repositories),
+                            "admins": http.access_control.admin_policy.users} if http.access_control else None),
+        "redis": redact("redis", config.redis_url) if config.redis_url else None,
+        "scrub_interval_seconds": config.scrub.interval if config.scrub.enable else None,
+    }
+
+
+def summary_lines(facts: dict[str, Any]) -> list[str]:
+    """`summary` for people."""
+    lines = []
+    for route, s in facts["stores"].items():
+        where = f"s3 {s['bucket']}/{s['root_directory']}" if s["driver"] == "s3" else f"local {s['root_directory']}"
+        lines.append(f"store {route}: {where}, dedupe {s['dedupe']} (cache {s['cache'] or 'none'}), gc {s['gc']}, "
+                     f"gcDelay {format_duration(s['gc_delay_seconds'])}, "
+                     f"gcInterval {format_duration(s['gc_interval_seconds'])}, commit {s['commit']}")
+    ca = facts["client_ca"]
+    lines.append(f"listens on {facts['listen']}" + (f" (client certificates from {ca})" if ca else ""))
+    rl = facts["rate_limits"]
+    if rl and (rl["rate"] or rl["methods"]):
+        rates = ([f"{rl['rate']}/s"] if rl["rate"] else []) + [f"{m['method']} {m['rate']}/s" for m in rl["methods"]]
+        lines.append(f"rate limits per client: {', '.join(rates)}")
+    if (h := facts["htpasswd"]) is not None:
+        lines.append(f"logins from {h['path']} (failDelay {h['fail_delay_seconds']}s, realm {h['realm']!r})")
+    if (a := facts["access_control"]) is not None:
+        lines.append(f"access control: {a['repository_globs']} repository globs, "
+                     f"admins {', '.join(a['admins']) or 'none'}")
+    if facts["redis"]:
+        lines.append(f"redis {facts['redis']}")
+    if facts["scrub_interval_seconds"] is not None:
+        lines.append(f"scrub every {format_duration(facts['scrub_interval_seconds'])}")
+    return lines
 
 
 def _stores(config: Config) -> list[tuple[str, StorageConfig]]:

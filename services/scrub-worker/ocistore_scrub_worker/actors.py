@@ -16,12 +16,15 @@ from ocistore.events import SCRUB_PASS
 from ocistore.locks import locks_for
 from ocistore.registry import Registry
 from ocistore.scrub import scrub_store
+from ocistore.units import parse_rate
 from ocistore.workers import Ticker
+
+from . import DEFAULT_RATE
 
 log = logging.getLogger("ocistore.scrub")
 
 _DAY_MS = 24 * 3600 * 1000
-DEFAULT_RATE_MB_S = 200.0
+DEFAULT_PACE = parse_rate(DEFAULT_RATE)
 
 
 class _Context:
@@ -32,9 +35,10 @@ class _Context:
 _ctx = _Context()
 
 
-def configure(config: Config, rate_mb_s: float = DEFAULT_RATE_MB_S) -> None:
+def configure(config: Config, pace_bytes_per_s: float | None = DEFAULT_PACE) -> None:
+    """Pace: bytes hashed a second at most (`--rate`, parsed by `ocistore.units.parse_rate`), None: no limit."""
     _ctx.registry = Registry.from_config(config)
-    _ctx.pace_bytes_per_s = rate_mb_s * 1e6 if rate_mb_s > 0 else None
+    _ctx.pace_bytes_per_s = pace_bytes_per_s
 
 
 @dramatiq.actor(actor_name="scrub_pass", queue_name="scrub", max_retries=3, time_limit=_DAY_MS)

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
-
-from ocistore.config import load_config
+from ocistore.commandline import add_rate_argument, command_parser, load_config_or_exit
 from ocistore.events import Queue
 from ocistore.logs import handle_signals, setup_logging
 from ocistore.messaging import setup_broker
 from ocistore.metrics import serve_metrics
 from ocistore.workers import run_until_signalled, start_worker
 
+from . import DEFAULT_RATE
+
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="ocistore-scrub-worker",
-                                     description="Run scrub passes from the scrub queue.")
+    parser = command_parser("ocistore-scrub-worker", "Run scrub passes from the scrub queue.")
     parser.add_argument("config", help="zot-format config file with a redis URL")
-    parser.add_argument("--rate", type=float, default=200.0,
-                        help="at most this many MB/s hashed, so scrub never starves the API (0: no limit)")
+    add_rate_argument(parser, DEFAULT_RATE, ", so scrub never starves the API")
     parser.add_argument("--metrics-port", type=int,
                         help="serve this worker's Prometheus series on this port (none by default)")
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = load_config_or_exit(args.config, parser.prog)
     setup_logging(config)
     handle_signals(args.config)
     if args.metrics_port is not None:

@@ -39,7 +39,9 @@ class ReconcileReport:
     seconds: float = 0.0
 
 
-async def reconcile(blobs: BlobStore, progress: Callable[[int], None] | None = None) -> ReconcileReport:
+async def reconcile(blobs: BlobStore, progress: Callable[[int], None] | None = None,
+                    on_total: Callable[[int], None] | None = None) -> ReconcileReport:
+    """`progress(n)` after each digest's n files; `on_total(files)` once the walk has listed them."""
     started = time.monotonic()
     report = ReconcileReport(dedupe=blobs.holders is not None)
     await blobs.policy.begin()
@@ -49,6 +51,8 @@ async def reconcile(blobs: BlobStore, progress: Callable[[int], None] | None = N
     async for _repo, digest, f in blobs.every_file():
         groups.setdefault(digest, []).append(f)
     report.digests = len(groups)
+    if on_total is not None:
+        on_total(sum(len(files) for files in groups.values()))
     for digest, files in groups.items():
         async with blobs.lock(digest):
             if blobs.holders is not None:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
+from ..version import DIST_SPEC_VERSION
 from .base import Block, ConfigError, Whole, describe
 from .extensions import ExtensionsConfig, MetricsConfig, ScrubConfig
 from .redis_url import check_redis_url
@@ -42,7 +43,7 @@ class Config(Block):
     }
 
     # zot overwrites it with its own, warning when they differ; so does ocistore.
-    dist_spec_version: str = "1.1.0"
+    dist_spec_version: str = DIST_SPEC_VERSION
     # Build facts zot's own config may carry; meaningless to read, accepted as zot accepts them.
     go_version: str | None = None
     commit: str | None = None
