@@ -13,7 +13,8 @@ from ocistore.config import ConfigError, load_config, parse_config
 from ocistore.durations import parse_duration
 from tests.servers import BIN
 
-EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.*"))
+# The configs; beside them lie the files they name (htpasswd, LDAP credentials, a certificate).
+EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("config*.*"))
 
 
 def verify(path: Path) -> subprocess.CompletedProcess[str]:
