@@ -71,14 +71,18 @@ def _deployment(mode: str, workdir: Path, request: pytest.FixtureRequest) -> Dep
     raise AssertionError(mode)
 
 
-@pytest.fixture(scope="session", params=DEPLOYMENT_MODES)
-def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def deployed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     server = _deployment(request.param, tmp_path_factory.mktemp(f"registry-{request.param}"), request)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session", params=DEPLOYMENT_MODES)
+def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    yield from deployed(request, tmp_path_factory)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import DEPLOYMENT_MODES, Deployment, deployed
 from tests.e2e.images import Image, add_index, build_umoci_image, copy_to_layout
 from tests.servers import OcistoreServer
 
@@ -45,6 +46,13 @@ def servers(tmp_path: Path) -> Iterator[ServerPool]:
         yield pool
     finally:
         pool.close()
+
+
+# The real clients here speak to each deployment without logging in; with logins on, skopeo,
+# podman and oras are driven through tests/auth (test_skopeo_auth.py, test_client_logins.py).
+@pytest.fixture(scope="session", params=[m for m in DEPLOYMENT_MODES if m != "htpasswd"])
+def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    yield from deployed(request, tmp_path_factory)
 
 
 @pytest.fixture
