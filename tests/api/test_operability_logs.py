@@ -140,3 +140,54 @@ def test_sigterm_lets_a_request_in_flight_finish_then_stops(tmp_path: Path) -> N
         sender.join(20)
     assert answers == [202], answers
     assert server.proc.wait(timeout=20) == 0
+
+
+def test_sighup_reloads_access_control_and_a_bad_one_keeps_the_running_rules(tmp_path: Path) -> None:
+    from tests.auth.conftest import PASSWORDS, auth_http
+
+    rules = {"repositories": {"ops/**": {"policies": [{"users": ["alice"], "actions": ["read", "create"]}]}}}
+    server = OcistoreServer(tmp_path, extra={"http": auth_http(tmp_path, rules)}).start()
+    try:
+        assert server.proc is not None
+        alice = ("alice", PASSWORDS["alice"])
+        with httpx.Client(base_url=server.url, timeout=30, auth=alice) as c:
+            push_random_image(c, "ops/reloaded", "v1")
+            config = json.loads(server.config_path.read_text())
+            config["http"]["accessControl"]["repositories"]["ops/**"]["policies"][0]["users"] = ["bob"]
+            server.config_path.write_text(json.dumps(config))
+            os.kill(server.proc.pid, signal.SIGHUP)
+            assert wait_until(lambda: "authentication and access control reloaded" in server.log(), timeout=10)
+            assert c.get("/v2/ops/reloaded/tags/list").status_code == 403
+            with httpx.Client(base_url=server.url, timeout=30, auth=("bob", PASSWORDS["bob"])) as bob:
+                assert bob.get("/v2/ops/reloaded/tags/list").json()["tags"] == ["v1"]
+            config["http"]["accessControl"]["repositories"]["ops/**"]["policies"][0]["actions"] = ["fly"]
+            server.config_path.write_text(json.dumps(config))
+            os.kill(server.proc.pid, signal.SIGHUP)
+            assert wait_until(lambda: "not reloaded, the running settings stay" in server.log(), timeout=10)
+            with httpx.Client(base_url=server.url, timeout=30, auth=("bob", PASSWORDS["bob"])) as bob:
+                assert bob.get("/v2/ops/reloaded/tags/list").status_code == 200
+    finally:
+        server.stop()
+
+
+def test_a_tls_probe_on_the_plain_port_is_no_warning(tmp_path: Path) -> None:
+    """skopeo tries TLS first: its ClientHello must not put a warning in the log per pull."""
+    import socket
+
+    server = OcistoreServer(tmp_path).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64))
+            sock.settimeout(10)
+            try:
+                while sock.recv(4096):
+                    pass
+            except OSError:
+                pass
+        with httpx.Client(base_url=server.url, timeout=30) as c:  # a request after it, logged
+            assert c.get("/v2/", headers={"X-Request-Id": "after-the-probe"}).status_code == 200
+        assert wait_until(lambda: "after-the-probe" in server.log(), timeout=10)
+        warned = [d for d in json_lines(server.log()) if d["level"] == "warn"]
+        assert warned == [], warned
+    finally:
+        server.stop()

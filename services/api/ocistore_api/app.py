@@ -21,8 +21,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from ocistore.auth import Access, Kind, Need
-from ocistore.config import MetricsConfig
+from ocistore.config import Config, MetricsConfig
 from ocistore.errors import ErrorCode, RegistryError
+from ocistore.logs import on_hangup
 from ocistore.messaging import EventEmitter, queue_stats
 from ocistore.metrics import CONTENT_TYPE_LATEST, exposition
 from ocistore.registry import Registry, Store
@@ -91,6 +92,20 @@ def create_app(registry: Registry, emitter: EventEmitter, metrics_config: Metric
                       exception_handlers={Exception: unexpected, HTTPException: http_exception})
     app.state.emitter = emitter
     app.state.access = access
+
+    def reload_access(config: Config | None) -> str | None:
+        """SIGHUP: the reread config's authentication and access control replace the running
+        ones whole (a config that does not load them leaves those in force)."""
+        if config is None:
+            current: Access | None = app.state.access
+            if current is not None and current.ldap is not None:
+                current.ldap.reload()
+                return "LDAP logins forgotten"
+            return None
+        app.state.access = Access(config.http)
+        return "authentication and access control reloaded"
+
+    on_hangup(reload_access)
 
     async def dispatch(request: Request) -> Response:
         raw = request.scope.get("raw_path") or request.url.path.encode()

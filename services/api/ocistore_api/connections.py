@@ -238,7 +238,10 @@ class GuardedProtocol(HttpToolsProtocol):
                                  f"more than {self.limits.max_header_fields} header fields")
                     return
                 # In the spec's envelope like every other error (uvicorn's own is plain text).
-                self._refuse(400, "Bad Request", "malformed HTTP request: it cannot be parsed")
+                # A TLS ClientHello (a handshake record, 0x16 0x03) is a client probing for HTTPS,
+                # as skopeo does before plain HTTP: refused the same, but no warning per pull.
+                probe = self.head_bytes == len(piece) and bytes(piece[:2]) == b"\x16\x03"
+                self._refuse(400, "Bad Request", "malformed HTTP request: it cannot be parsed", quiet=probe)
                 return
             except httptools.HttpParserUpgrade:  # the server runs with ws="none": served as plain HTTP
                 self._unsupported_upgrade_warning()
@@ -349,7 +352,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     # --- refusing
 
-    def _refuse(self, status: int, reason: str, message: str) -> None:
+    def _refuse(self, status: int, reason: str, message: str, quiet: bool = False) -> None:
         """Answer and close, reading (and dropping) what the client still sends for a moment,
         so the answer is not lost to a reset while its request is still on the wire."""
         self.lingering = True
@@ -357,7 +360,10 @@ class GuardedProtocol(HttpToolsProtocol):
             if timer is not None:
                 timer.cancel()
         self.header_timer = self.body_timer = None
-        self.pool.warnings.warn(f"refuse-{status}", f"refused a request: {status} {message}")
+        if quiet:
+            log.debug("refused a TLS handshake on the plain-HTTP port: %d %s", status, message)
+        else:
+            self.pool.warnings.warn(f"refuse-{status}", f"refused a request: {status} {message}")
         if self._serving():  # an answer is being written: end the connection after it instead
             self.cycle.keep_alive = False
             self.flow.pause_reading()

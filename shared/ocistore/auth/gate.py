@@ -42,7 +42,6 @@ from dataclasses import dataclass
 
 from ..config import ConfigError, HTTPConfig
 from ..config.tls import MTLSConfig
-from ..logs import on_hangup
 from ..tls_identity import ClientCertificate
 from .bearer import CATALOG, BearerSetupError, BearerTokens, Scope, repository_scopes
 from .htpasswd import Htpasswd, HtpasswdError
@@ -153,9 +152,6 @@ class Access:
             self.bearer = BearerTokens(auth.bearer) if auth is not None and auth.bearer is not None else None
         except (LDAPSetupError, BearerSetupError) as exc:
             raise ConfigError(str(exc)) from None
-        if self.ldap is not None:
-            ldap = self.ldap
-            on_hangup(lambda config: ldap.reload())
 
     @property
     def _logins(self) -> bool:
