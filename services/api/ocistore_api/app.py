@@ -102,8 +102,10 @@ def create_app(registry: Registry, emitter: EventEmitter, metrics_config: Metric
                 current.ldap.reload()
                 return "LDAP logins forgotten"
             return None
-        app.state.access = Access(config.http)
-        return "authentication and access control reloaded"
+        fresh = Access(config.http)
+        app.state.access = fresh
+        # A new Access remembers no login: with LDAP, that is what an operator reloads for.
+        return "authentication and access control reloaded" + ("; LDAP logins forgotten" if fresh.ldap else "")
 
     on_hangup(reload_access)
 
