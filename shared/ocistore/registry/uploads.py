@@ -26,16 +26,15 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from ..digests import Digest, Hasher, new_hasher
+from ..digests import Digest, new_hasher
 from ..errors import ErrorCode, RegistryError
 from ..layout import UPLOAD_ID_RE, upload_path, uploads_dir
 from ..locks import Lease, LeaseLost, LockTimeout
 from ..names import is_valid_name
-from ..storage import FileInfo, FileWriter, PathNotFound, is_storage_full
+from ..storage import FileInfo, PathNotFound, is_storage_full
+from .ingest import TooLong, feed
 from .store import Store, UploadHash
 
-PIECE = 1 << 20
-THREAD_HASH = 256 << 10
 # How long a second request to one session waits for the first to finish before its 416.
 SESSION_WAIT = 5.0
 
@@ -48,10 +47,6 @@ class ContentRange:
     @property
     def length(self) -> int:
         return self.end - self.start + 1
-
-
-class _TooLong(Exception):
-    """The body went on past the length its Content-Range declared."""
 
 
 def _session_key(repo: str, upload_id: str) -> str:
@@ -193,41 +188,6 @@ async def _sole_writer(store: Store, repo: str, upload_id: str) -> AsyncIterator
             await store.locks.forget(name)
 
 
-async def _feed(writer: FileWriter, hasher: Hasher, chunks: AsyncIterator[bytes], limit: int | None) -> int:
-    """Hash and write everything `chunks` yields, at most `limit` bytes; returns the count.
-
-    What arrived before a failure is written (and hashed) before the failure propagates.
-    """
-    buf: list[bytes] = []
-    pending = 0
-    received = 0
-
-    async def flush() -> None:
-        nonlocal buf, pending
-        data = b"".join(buf)
-        buf, pending = [], 0
-        if len(data) >= THREAD_HASH:
-            await asyncio.to_thread(hasher.update, data)
-        else:
-            hasher.update(data)
-        await writer.write(data)
-
-    try:
-        async for chunk in chunks:
-            received += len(chunk)
-            if limit is not None and received > limit:
-                buf, pending = [], 0
-                raise _TooLong
-            buf.append(chunk)
-            pending += len(chunk)
-            if pending >= PIECE:
-                await flush()
-    finally:
-        if pending:
-            await flush()
-    return received
-
-
 async def append(store: Store, repo: str, upload_id: str, chunks: AsyncIterator[bytes],
                  content_range: ContentRange | None = None, content_length: int | None = None) -> int:
     """Append a chunk; returns the session's new size.
@@ -256,8 +216,8 @@ async def _append(store: Store, repo: str, upload_id: str, current: int, lease: 
     state = await _hash_up_to(store, key, path, current)
     writer = await store.driver.writer(path, append=True)
     try:
-        received = await _feed(writer, state.hasher, chunks, declared)
-    except _TooLong:
+        received = await feed(writer, state.hasher, chunks, declared)
+    except TooLong:
         await writer.discard()
         raise _range_refused(current, {"content_range": f"{current}-{current + (declared or 0) - 1}"},
                              "the body is longer than its Content-Range") from None
@@ -338,7 +298,7 @@ async def monolithic(store: Store, repo: str, digest: Digest, chunks: AsyncItera
     writer = await store.driver.writer(path)
     hasher = digest.hasher()
     try:
-        await _feed(writer, hasher, chunks, None)
+        await feed(writer, hasher, chunks, None)
         await writer.close()
     except BaseException:
         await writer.cancel()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import errno
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 
@@ -65,6 +65,10 @@ class FileWriter(ABC):
 
     @abstractmethod
     async def write(self, data: bytes) -> None: ...
+
+    async def write_parts(self, parts: Sequence[bytes]) -> None:
+        """Write `parts` in order; a driver that can gather them (`writev`) spares the join."""
+        await self.write(parts[0] if len(parts) == 1 else b"".join(parts))
 
     @abstractmethod
     async def close(self) -> None:
