@@ -44,7 +44,6 @@ GC_ON_EVENT = ActorRef("gc_on_event", Queue.GC)
 GC_REPOSITORY = ActorRef("gc_repository", Queue.GC)
 GC_SWEEP = ActorRef("gc_sweep", Queue.GC)
 SCRUB_PASS = ActorRef("scrub_pass", Queue.SCRUB)
-DEDUPE_INDEX = ActorRef("dedupe_index", Queue.DEDUPE)
 DEDUPE_RECONCILE = ActorRef("dedupe_reconcile", Queue.DEDUPE)
 
 # Which actors hear which event.
@@ -52,7 +51,7 @@ SUBSCRIBERS: dict[EventName, tuple[ActorRef, ...]] = {
     EventName.MANIFEST_DELETED: (GC_ON_EVENT,),
     EventName.TAG_DELETED: (GC_ON_EVENT,),
     EventName.BLOB_DELETED: (GC_ON_EVENT,),
-    EventName.BLOB_COMMITTED: (DEDUPE_INDEX,),
+    EventName.BLOB_COMMITTED: (),
     EventName.MANIFEST_PUT: (),
 }
 

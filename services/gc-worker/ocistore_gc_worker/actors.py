@@ -3,9 +3,10 @@ bind to the broker that is global at import time.
 
 The algorithms are `ocistore.gc` and `ocistore.dedupe`; these actors only decide when
 they run: a deletion schedules one GC of its repository `gcDelay` later (repeated
-deletions collapse into that one), `gc_sweep` collects every repository of a store,
-`dedupe_index` makes sure a committed blob is in the dedupe cache, and
-`dedupe_reconcile` brings a store in line after `dedupe` was switched.
+deletions collapse into that one), `gc_sweep` collects every repository of a store, and
+`dedupe_reconcile` brings a store and its holder index in line after `dedupe` was switched.
+A committed blob needs no job: the push records its holder before it is acknowledged (a
+holder index that fails fails the push), so a per-blob job would only repeat that write.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import dramatiq
 
 from ocistore.blobstore import reconcile
 from ocistore.config import Config
-from ocistore.digests import Digest
 from ocistore.events import DEDUPE_RECONCILE, GC_REPOSITORY, GC_SWEEP
 from ocistore.gc import GCReport, collect_repository, collect_store
 from ocistore.locks import locks_for
@@ -97,15 +97,6 @@ def sweep_tickers(config: Config, broker: dramatiq.Broker) -> list[Ticker]:
                until_allowed=cfg.until_gc_window)
         for route, cfg in stores.items() if cfg.gc and cfg.gc_interval
     ]
-
-
-@dramatiq.actor(actor_name="dedupe_index", queue_name="dedupe", max_retries=5)
-async def dedupe_index(event: dict[str, Any]) -> None:
-    """The API records holders inline; this catches any it could not (a cache outage)."""
-    assert _ctx.registry is not None, "configure() first"
-    store = _ctx.registry.stores.get(event["store"])
-    if store is not None:
-        await store.blobs.record_holder(event["repo"], Digest.parse(event["digest"]))
 
 
 @dramatiq.actor(actor_name="dedupe_reconcile", queue_name="dedupe", max_retries=3, time_limit=_DAY_MS)

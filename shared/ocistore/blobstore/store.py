@@ -163,12 +163,6 @@ class BlobStore:
         index's original); False when none serves it."""
         return await placement.mount(self, repo, digest, sources)
 
-    async def record_holder(self, repo: str, digest: Digest) -> None:
-        """Tell the holder index a blob the API could not record (a holder index outage)."""
-        path = blob_path(repo, digest)
-        if self.holders is not None and await self.driver.exists(path):
-            await self.holders.add(str(digest), path)
-
     # Removing: see removal.
 
     async def delete(self, repo: str, digest: Digest) -> None:
