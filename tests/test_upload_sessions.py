@@ -54,9 +54,36 @@ class Paced:
         yield self.data[half:]
 
 
-@pytest.fixture(params=["host-files", "in-process"])
+@pytest.fixture(params=["host-files", "session-files", "in-process"])
 def locks(request: pytest.FixtureRequest, tmp_path: Path) -> Locks:
-    return FileLocks(str(tmp_path / "locks")) if request.param == "host-files" else LocalLocks()
+    """A lock file per session (a store on S3 without Redis), the session's own file (a store
+    on local disk, as `locks_for` makes it), or this process alone."""
+    if request.param == "host-files":
+        return FileLocks(str(tmp_path / "locks"))
+    if request.param == "session-files":
+        return FileLocks(str(tmp_path / "locks"), store_root=str(tmp_path / "data"))
+    return LocalLocks()
+
+
+def test_sessions_of_a_local_store_leave_no_lock_files(tmp_path: Path) -> None:
+    """Creating a file costs more than a whole small push: a local store's sessions lock their
+    own files, and the lock directory holds none of theirs, for made-up ids either."""
+    locks = FileLocks(str(tmp_path / "locks"), store_root=str(tmp_path / "data"))
+
+    async def scenario() -> None:
+        store = make_store(tmp_path / "data", locks)
+        for body in (b"a" * 10, b"b" * 5000):
+            upload_id = await uploads.start(store, REPO)
+            await uploads.append(store, REPO, upload_id, once(body))
+            await uploads.finish(store, REPO, upload_id, digest(body))
+        with pytest.raises(RegistryError) as unknown:
+            await uploads.append(store, REPO, "0" * 8 + "-0000-0000-0000-" + "0" * 12, once(b"x"))
+        assert unknown.value.code is ErrorCode.BLOB_UPLOAD_UNKNOWN
+        with pytest.raises(RegistryError):
+            await uploads.append(store, REPO, "../../escape", once(b"x"))
+
+    asyncio.run(scenario())
+    assert [p.name for p in (tmp_path / "locks").iterdir() if p.name.startswith("upload")] == []
 
 
 def test_a_second_patch_waits_for_the_first_and_the_bytes_never_interleave(tmp_path: Path, locks: Locks) -> None:

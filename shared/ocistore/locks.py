@@ -25,8 +25,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from .config import Config, StorageConfig
+from .layout import UPLOAD_ID_RE, upload_path
 from .lease import Lease, LeaseLost, Locks, LocksUnavailable, LockTimeout
 from .metrics import LOCK_WAIT
+from .names import is_valid_name
 
 __all__ = [
     "FileLocks",
@@ -46,6 +48,7 @@ STORE_LOCK_DIR = ".ocistore/locks"
 # Kinds whose locks are held for as long as a request streams a body: a file each, since a
 # striped file shared with an unrelated session would make that session wait for the body.
 OWN_FILE_KINDS = frozenset({"upload"})
+UPLOAD_KIND = "upload:"
 
 
 def default_lock_dir(identity: str) -> str:
@@ -55,11 +58,29 @@ def default_lock_dir(identity: str) -> str:
 
 
 class FileLocks:
-    """`flock` per name; claims are files whose expiry is their content."""
+    """`flock` per name; claims are files whose expiry is their content.
 
-    def __init__(self, directory: str) -> None:
+    With `store_root` (a store on local disk), an upload session's lock is a flock on the
+    session's own file rather than on a lock file: creating a file costs far more than the
+    lock (800 µs of kernel time on the ext4 it was measured on: most of a small push), and
+    the session file exists for exactly as long as the lock has something to guard. A lock on
+    a session that does not exist (made up, finished or reaped) holds nothing: its holder
+    finds the session gone, as it would under a lock.
+    """
+
+    def __init__(self, directory: str, store_root: str | None = None) -> None:
         self.directory = directory
+        self.store_root = store_root
         os.makedirs(directory, exist_ok=True)
+
+    def _session_file(self, name: str) -> str | None:
+        """The session file an upload lock is, in a local store; None for every other lock."""
+        if self.store_root is None or not name.startswith(UPLOAD_KIND):
+            return None
+        repo, _, upload_id = name[len(UPLOAD_KIND):].rpartition("/")
+        if not is_valid_name(repo) or not UPLOAD_ID_RE.fullmatch(upload_id):
+            return None  # never a path from a name that is not a session's: a lock file of its own
+        return os.path.join(self.store_root, upload_path(repo, upload_id))
 
     def _path(self, name: str) -> str:
         """A fixed set of files per kind of lock (the part of the name before `:`).
@@ -77,7 +98,7 @@ class FileLocks:
     async def forget(self, name: str) -> None:
         """Unlink an own-file lock.  Safe only for a name never used again: a waiter then holds
         the unlinked file and a newcomer a new one, and both find the thing they guard gone."""
-        if name.split(":", 1)[0] in OWN_FILE_KINDS:
+        if name.split(":", 1)[0] in OWN_FILE_KINDS and self._session_file(name) is None:
             try:
                 os.unlink(self._path(name))
             except FileNotFoundError:
@@ -91,7 +112,15 @@ class FileLocks:
     async def hold(self, name: str, wait: float | None = None) -> AsyncIterator[Lease]:
         # Waiters poll with a non-blocking flock: a thread blocked in flock per waiter could fill
         # the executor that the holder itself needs to finish (and then never release).
-        fd = os.open(self._path(name), os.O_RDWR | os.O_CREAT, 0o600)
+        session = self._session_file(name)
+        if session is None:
+            fd = os.open(self._path(name), os.O_RDWR | os.O_CREAT, 0o600)
+        else:
+            try:
+                fd = os.open(session, os.O_RDONLY | os.O_CLOEXEC)
+            except (FileNotFoundError, NotADirectoryError):
+                yield Lease(name)  # no session: nothing to exclude
+                return
         try:
             deadline = None if wait is None else time.monotonic() + wait
             pause = 0.0005
@@ -140,7 +169,8 @@ def locks_for(config: Config, storage: StorageConfig | None = None) -> Locks:
     storage = storage or config.storage
     s3 = storage.storage_driver
     if s3 is None:
-        return TimedLocks(FileLocks(os.path.join(os.path.abspath(storage.local_root), STORE_LOCK_DIR)))
+        root = os.path.abspath(storage.local_root)
+        return TimedLocks(FileLocks(os.path.join(root, STORE_LOCK_DIR), store_root=root))
     if config.redis_url:
         from .redis_locks import RedisLocks
 
