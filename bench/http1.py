@@ -14,7 +14,7 @@ sink so a 256 MiB pull is hashed as it arrives.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
@@ -232,13 +232,14 @@ class _Connection(asyncio.Protocol):
 class Client:
     """A pool of at most `size` keep-alive connections to one `http://host:port` server."""
 
-    def __init__(self, base: str, size: int, login: str | None = None) -> None:
+    def __init__(self, base: str, size: int, login: str | None = None, spread: Sequence[str] = ()) -> None:
         """Connections are opened lazily, so the pool costs nothing until used. With `login`
-        (an `Authorization` value), every request carries it, as a logged-in client's would."""
-        parts = urlsplit(base)
-        if parts.scheme != "http" or parts.hostname is None or parts.port is None:
-            raise ValueError(f"{base}: only http://host:port is supported")
-        self._host, self._port, self._authority = parts.hostname, parts.port, parts.netloc
+        (an `Authorization` value), every request carries it, as a logged-in client's would.
+        With `spread` (more servers of one registry: replicas), new connections go to `base`
+        and each of them in turn, as a round-robin load balancer would place them."""
+        self._servers = [_address(url) for url in (base, *spread)]
+        self._turn = 0
+        self._authority = urlsplit(base).netloc
         self._login = login
         self._slots = asyncio.Semaphore(size)
         self._idle: list[_Connection] = []
@@ -276,7 +277,9 @@ class Client:
             if not conn.closed:
                 return conn
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(_Connection, self._host, self._port)
+        host, port = self._servers[self._turn % len(self._servers)]
+        self._turn += 1
+        _, conn = await loop.create_connection(_Connection, host, port)
         return conn
 
     def _head(self, method: str, path: str, headers: dict[str, str], body: bytes | Streamed) -> bytes:
@@ -289,6 +292,14 @@ class Client:
         if length or method not in _NO_CONTENT_LENGTH:
             lines.append(f"Content-Length: {length}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _address(base: str) -> tuple[str, int]:
+    """Host and port of an `http://host:port` URL."""
+    parts = urlsplit(base)
+    if parts.scheme != "http" or parts.hostname is None or parts.port is None:
+        raise ValueError(f"{base}: only http://host:port is supported")
+    return parts.hostname, parts.port
 
 
 def _path_and_query(target: str) -> str:
