@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import logging
+import sqlite3
+from collections.abc import Awaitable
+from typing import Protocol, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+from redis.exceptions import RedisError
 
 from ..config import CacheDriverConfig, EmbeddedCacheConfig, RedisCacheConfig
+from ..errors import ErrorCode, RegistryError
+from ..logs import Sparse
 from ..metrics import HOLDER_INDEX
+
+T = TypeVar("T")
+log = logging.getLogger("ocistore.cache")
+# What a backend raises when it cannot be reached or refuses (a Redis or DynamoDB that is down,
+# missing credentials, a locked or unwritable SQLite file): an outage, not a bug.
+OUTAGES: tuple[type[BaseException], ...] = (OSError, TimeoutError, sqlite3.Error, RedisError, BotoCoreError,
+                                            ClientError)
 
 
 class HolderIndex(Protocol):
@@ -35,13 +50,26 @@ class NamespacedCache:
         self.inner = inner
         self.name = inner.name
         self.prefix = f"{namespace}|" if namespace else ""
+        self._say = Sparse(60.0)
+
+    async def _reach(self, call: Awaitable[T]) -> T:
+        """`call`, with an outage of the backend answered as the spec's 503 (the request that
+        needed the index fails whole, and says why) rather than as an internal error."""
+        try:
+            return await call
+        except OUTAGES as exc:
+            if self._say.due("outage"):
+                log.warning("the %s holder index (dedupe cache) is unreachable: %s: %s", self.name,
+                            type(exc).__name__, exc)
+            raise RegistryError(ErrorCode.UNAVAILABLE, {"cache": self.name}, headers={"Retry-After": "30"},
+                                message=f"the {self.name} dedupe cache is unreachable") from exc
 
     async def add(self, digest: str, path: str) -> None:
-        await self.inner.add(self.prefix + digest, path)
+        await self._reach(self.inner.add(self.prefix + digest, path))
 
     async def original(self, digest: str) -> str | None:
         try:
-            found = await self.inner.original(self.prefix + digest)
+            found = await self._reach(self.inner.original(self.prefix + digest))
         except Exception:
             HOLDER_INDEX.labels("error").inc()
             raise
@@ -49,10 +77,10 @@ class NamespacedCache:
         return found
 
     async def holders(self, digest: str) -> list[str]:
-        return await self.inner.holders(self.prefix + digest)
+        return await self._reach(self.inner.holders(self.prefix + digest))
 
     async def remove(self, digest: str, path: str) -> None:
-        await self.inner.remove(self.prefix + digest, path)
+        await self._reach(self.inner.remove(self.prefix + digest, path))
 
     async def close(self) -> None:
         await self.inner.close()
