@@ -373,6 +373,7 @@ async def _remove_layout(store: Store, repo: str) -> None:
     await store.blobs.remove_empty(repo)
     for directory in (uploads_dir(repo), repo):
         await store.driver.remove_empty_dir(directory)
+    await store.repositories.remove(repo)
     log.info("gc: %s held nothing any more: removed", repo)
 
 
@@ -394,10 +395,15 @@ async def collect_or_report(store: Store, repo: str, *, dry_run: bool = False) -
 
 
 async def collect_store(store: Store) -> AsyncIterator[GCReport]:
-    """GC every repository of the store, yielding each report as it is done; then abort the
-    backend's multipart uploads abandoned for longer than `gcDelay`."""
+    """GC every repository of the store, yielding each report as it is done; then verify the
+    repository index against the store, and abort the backend's multipart uploads abandoned
+    for longer than `gcDelay`."""
     for name in await list_layouts(store):
         yield await collect_or_report(store, name)
+    try:
+        await store.repositories.verify(await store.walk_repositories())
+    except Exception as exc:  # the index is a shortcut: the next sweep verifies it again
+        log.warning("gc: the repository index of store %s was not verified: %s", store.route or "/", exc)
     aborted = await store.driver.abort_stale_multipart_uploads(store.config.gc_delay)
     if aborted:
         log.info("gc: aborted %d abandoned multipart uploads", aborted)

@@ -65,6 +65,9 @@ GC_REMOVED = Counter("ocistore_gc_removed_total", "What GC removed, by kind (tag
 GC_FREED = Counter("ocistore_gc_freed_bytes_total", "Physical bytes GC freed (a copy another repository "
                    "still links frees nothing).", ["store"])
 GC_DURATION = Histogram("ocistore_gc_duration_seconds", "Duration of a repository GC pass.", ["store"], buckets=LONG)
+REPOSITORY_INDEX_CORRECTIONS = Counter(
+    "ocistore_repository_index_corrections_total", "Repositories a sweep found missing from the repository "
+    "index (added) or listed but gone (removed): changes made outside this registry.", ["store", "kind"])
 EVENTS_SENT = Counter("ocistore_events_sent_total", "Events handed to the queue.")
 EVENTS_LOST = Counter("ocistore_events_lost_total", "Events that could not be queued (the periodic sweep covers "
                       "what they would have triggered).")

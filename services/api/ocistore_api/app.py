@@ -83,7 +83,11 @@ def create_app(registry: Registry, emitter: EventEmitter, metrics_config: Metric
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         flusher = asyncio.create_task(registry.keep_flushing_statistics())
+        # Each store's repository index is built while the server already answers: a catalog
+        # request waits for it, every other request goes on.
+        builder = asyncio.create_task(registry.build_repository_indexes())
         yield
+        builder.cancel()
         flusher.cancel()
         await registry.flush_statistics()
         await registry.close()

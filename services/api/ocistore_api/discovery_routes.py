@@ -34,6 +34,11 @@ def _page_params(request: Request) -> tuple[int | None, str | None]:
 def _paged(request: Request, items: list[str], base: str, key: str, extra: dict[str, object]) -> Response:
     n, last = _page_params(request)
     page, more = tags.paginate(items, n, last)
+    return _answer(base, key, extra, page, more, n)
+
+
+def _answer(base: str, key: str, extra: dict[str, object], page: list[str], more: bool, n: int | None) -> Response:
+    """A page, with the `Link` to the next when more follow."""
     headers = {}
     if more and page:
         headers["Link"] = f'<{base}?n={n}&last={quote(page[-1], safe="")}>; rel="next"'
@@ -46,10 +51,10 @@ async def list_tags(request: Request, store: Store, name: str, _: str) -> Respon
 
 
 async def list_catalog(request: Request, registry: Registry) -> Response:
-    """Only the repositories the caller may read, paginated after filtering."""
-    may_read = readable(request)
-    names = sorted(n for n in await catalog.catalog(registry) if may_read is None or may_read(n))
-    return _paged(request, names, "/v2/_catalog", "repositories", {})
+    """Only the repositories the caller may read, a page read from the repository index."""
+    n, last = _page_params(request)
+    names, more = await catalog.catalog_page(registry, last, n, readable(request))
+    return _answer("/v2/_catalog", "repositories", {}, names, more, n)
 
 
 async def list_referrers(request: Request, store: Store, name: str, ref: str) -> Response:

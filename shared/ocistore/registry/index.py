@@ -25,6 +25,7 @@ from ..mediatypes import REF_NAME
 from ..names import is_valid_tag
 from ..recent import Recent
 from ..storage import FileInfo, PathNotFound, StorageDriver, VersionChanged
+from .repositories import RepositoryIndex
 
 log = logging.getLogger("ocistore.index")
 
@@ -150,9 +151,10 @@ class _Pending:
 
 
 class IndexStore:
-    def __init__(self, driver: StorageDriver, locks: Locks) -> None:
+    def __init__(self, driver: StorageDriver, locks: Locks, repositories: RepositoryIndex) -> None:
         self.driver = driver
         self.locks = locks
+        self.repositories = repositories
         # Parsed indexes of the repositories most used (bounded: a catalog may hold many).
         self._recent: Recent[str, tuple[str, float, int, ImageIndex]] = Recent(RECENT_INDEXES, RECENT_INDEX_BYTES)
         self._pending: dict[str, list[_Pending]] = {}
@@ -173,6 +175,9 @@ class IndexStore:
         if info.size > MAX_INDEX_BYTES:
             raise RegistryError(ErrorCode.MANIFEST_INVALID, f"index.json of {repo}: {info.size} bytes, "
                                 f"more than the {MAX_INDEX_BYTES} allowed", message="repository index is corrupt")
+        if not self.repositories.known(repo):
+            # A layout the index does not list (copied in while serving): listed from now on.
+            await self.repositories.add(repo)
         known = self._recent.get(repo)
         if known and known[0] == info.ident and known[1] == info.mtime and known[2] == info.size:
             return known[3], info
@@ -257,6 +262,8 @@ class IndexStore:
                 info = await self.driver.stat(index_path(repo))
                 if info.ident:
                     self._remember(repo, (info.ident, info.mtime, info.size, written))
+                if created:
+                    await self.repositories.add(repo)
             for item, _, error in outcomes:
                 if error is None and item.after_write is not None:
                     lease.check()  # what goes after the write was decided under this lease

@@ -41,6 +41,17 @@ class Registry:
             if store.blobs.holders is not None:
                 await store.blobs.holders.close()
             await store.statistics.close()
+            await store.repositories.close()
+
+    async def build_repository_indexes(self) -> None:
+        """Walk each store once for its repository index; a store that cannot be walked now
+        (storage down) is walked by its first catalog request instead."""
+        for store in self.stores.values():
+            try:
+                await store.repositories.ensure_built()
+            except Exception as exc:
+                log.warning("store %s: the repository index is not built yet (%s: %s); the next catalog "
+                            "request tries again", store.route or "/", type(exc).__name__, exc)
 
     async def flush_statistics(self) -> None:
         for store in self.stores.values():

@@ -9,20 +9,21 @@ Each is bounded by an estimate of the memory it holds, not only by its number of
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from ..blobstore import BlobStore
 from ..cache import HolderIndex
-from ..coalesce import Coalesced
 from ..config import StorageConfig
 from ..damage import DamageRegister
 from ..digests import Hasher
 from ..layout import BLOBS_DIR, INDEX_FILE, UPLOADS_DIR
-from ..locks import Locks
+from ..locks import Locks, default_lock_dir
 from ..recent import Recent
 from ..statistics import Statistics
 from ..storage import FileInfo, PathNotFound, StorageDriver, is_temporary
 from .index import IndexStore
+from .repositories import RepositoryIndex
 from .upload_quota import UploadQuota
 
 # The parsed manifests' facts: compact (see manifest_doc), so this holds very many of them.
@@ -45,7 +46,10 @@ class Store:
         self.config = config
         self.locks = locks
         self.route = route
-        self.index = IndexStore(driver, locks)
+        # Every repository, sorted, shared through Redis when it is configured: the catalog.
+        self.repositories = RepositoryIndex(driver, locks, self.walk_repositories, _identity(config), route,
+                                            redis_url, _journal_path(config))
+        self.index = IndexStore(driver, locks, self.repositories)
         self.damage = DamageRegister(driver)
         self.blobs = BlobStore(driver, locks, self.damage, holders,
                                gc_delay=config.gc_delay if config.gc else None)
@@ -54,10 +58,10 @@ class Store:
         self.upload_hashes: Recent[str, UploadHash] = Recent(4096)
         self.manifest_meta: Recent[str, object] = Recent(MANIFEST_MEMO_ENTRIES, MANIFEST_MEMO_BYTES)
         self.upload_quota = UploadQuota(config.max_uploads_per_repository, config.max_uploads)
-        self.repository_walk = Coalesced(self._walk_repositories)
 
-    async def _walk_repositories(self) -> list[str]:
-        """Directories holding an `index.json`, not descending into a layout's `blobs`."""
+    async def walk_repositories(self) -> list[str]:
+        """Directories holding an `index.json`, not descending into a layout's `blobs`: the
+        whole store, so only the repository index's build and verification walk it."""
         return await self.driver.dirs_containing(frozenset({INDEX_FILE}), frozenset({BLOBS_DIR}))
 
     async def walk_layouts(self) -> list[str]:
@@ -84,3 +88,20 @@ class Store:
             if info.mtime <= older_than:
                 strays.append(info)
         return strays
+
+
+def _identity(config: StorageConfig) -> str:
+    """Which storage a store is, whatever its route: the processes of one host that open the
+    same storage share one in-memory repository index."""
+    s3 = config.storage_driver
+    if s3 is not None:
+        return f"s3:{s3.regionendpoint}:{s3.bucket}:{s3.rootdirectory}"
+    return f"local:{os.path.abspath(config.local_root)}"
+
+
+def _journal_path(config: StorageConfig) -> str:
+    """Beside the store's locks: inside a local store; for S3 without Redis (one host), in the
+    host's directory for that bucket's locks."""
+    if config.storage_driver is None:
+        return os.path.join(os.path.abspath(config.local_root), ".ocistore", "repositories.journal")
+    return os.path.join(default_lock_dir(_identity(config)), "repositories.journal")

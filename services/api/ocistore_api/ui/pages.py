@@ -31,9 +31,8 @@ from ocistore.mediatypes import INDEXES
 from ocistore.messaging import EventEmitter, QueueStat, queue_stats
 from ocistore.names import is_valid_name, is_valid_tag
 from ocistore.registry import Registry, Store
-from ocistore.registry.catalog import list_layouts
+from ocistore.registry.catalog import catalog_page, list_layouts
 from ocistore.registry.index import ImageIndex, tag_of
-from ocistore.registry.listing import repository_page
 from ocistore.registry.manifests import MAX_MANIFEST_BYTES, manifest_info
 from ocistore.registry.tags import paginate
 from ocistore.scrub import load_report, report_rows
@@ -130,7 +129,7 @@ class UI:
         if last is not None and len(last) > 255:
             last = last[:255]
         started = time.perf_counter()
-        names, more = await repository_page(self.registry, last, n, readable(request))
+        names, more = await catalog_page(self.registry, last, n, readable(request))
         rows = []
         for name in names:
             idx = await _index_or_none(self.registry.store_for(name), name)
