@@ -45,7 +45,10 @@ FIGURES = {
     "blob_head": Figure("blob HEAD, c=16", "ops/s", bulk=False),
     "tags_list_full": Figure("tags list, whole", "lists/s", bulk=False),
     "tags_list_paged": Figure("tags list, paged via Link", "lists/s", bulk=False),
-    "catalog": Figure("catalog, n=1000 via Link", "ops/s", bulk=False),
+    "catalog": Figure("catalog of 500, n=1000 via Link", "walks/s", bulk=False),
+    "catalog_paged": Figure("catalog of 500, n=100 via Link", "walks/s", bulk=False),
+    "catalog_large": Figure("catalog of 10,500, n=1000 via Link", "walks/s", bulk=False),
+    "catalog_large_paged": Figure("catalog of 10,500, n=100 via Link", "walks/s", bulk=False),
 }
 
 

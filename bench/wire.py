@@ -67,6 +67,11 @@ class Registry:
         """Push a small blob the way clients do: POST a session, then PUT it whole with its digest."""
         await self.finish_upload(await self.start_upload(repo), blob, body)
 
+    async def mount_blob(self, repo: str, blob: Blob, source: str) -> None:
+        """Mount `blob` from repository `source` (one POST; 201 when the registry mounted it)."""
+        target = f"/v2/{repo}/blobs/uploads/?mount={blob.digest}&from={source}"
+        _expect(await self.http.request("POST", target), 201, f"POST {target}")
+
     async def push_streamed(self, repo: str, blob: Blob, pieces: Iterable[bytes]) -> None:
         """POST + PUT of a large blob whose body is streamed from `pieces` (never held whole)."""
         location = await self.start_upload(repo)

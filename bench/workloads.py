@@ -43,12 +43,14 @@ class Sizes:
     tag_list_count: int  # whole-list reads
     tag_walk_count: int  # paged walks, each to the last page
     repo_count: int  # repositories in the catalog
-    catalog_count: int  # catalog reads
+    catalog_count: int  # catalog walks (n=1000), and as many paged ones (n=100)
     bulk_repeats: int
     small_repeats: int
     concurrency: int = 16
     small_size: int = 4096
     head_blobs: int = 100  # distinct blobs the HEADs cycle over
+    large_repo_count: int = 0  # repositories of the large catalog (0: not measured)
+    large_catalog_count: int = 0  # walks of it, whole (n=1000) and paged (n=100) each
 
     def __post_init__(self) -> None:
         """Bulk bodies are streamed in whole 1 MiB pieces and PATCHed in whole chunks."""
@@ -66,7 +68,8 @@ class Sizes:
 
 FULL = Sizes(bulk_bytes=256 * MIB, chunk_bytes=8 * MIB, small_count=2000, manifest_count=2000,
              head_count=5000, tag_count=1000, page_size=100, tag_list_count=400, tag_walk_count=100,
-             repo_count=500, catalog_count=200, bulk_repeats=5, small_repeats=3)
+             repo_count=500, catalog_count=200, bulk_repeats=5, small_repeats=3,
+             large_repo_count=10_000, large_catalog_count=10)
 QUICK = Sizes(bulk_bytes=32 * MIB, chunk_bytes=8 * MIB, small_count=200, manifest_count=200,
               head_count=500, tag_count=100, page_size=10, tag_list_count=40, tag_walk_count=10,
               repo_count=50, catalog_count=20, bulk_repeats=2, small_repeats=2)
@@ -313,28 +316,54 @@ async def tags_list(t: Target, sizes: Sizes, rep: int) -> None:
                              f"{sizes.tag_count} tags (expected {expected_pages})")
 
 
+async def _repositories(t: Target, names: list[str], concurrency: int) -> None:
+    """Make each named repository hold an image: its blobs mounted from one pushed once, then
+    a manifest PUT (three requests a repository, the same on both servers)."""
+    base = f"{names[0]}-base"
+    config, layers = await push_image_parts(t.registry, base, 1)
+
+    async def create(i: int) -> None:
+        for blob in (config, *layers):
+            await t.registry.mount_blob(names[i], blob, base)
+        await t.registry.put_manifest(names[i], "v1", image_manifest(config, layers, names[i]))
+
+    await in_parallel(len(names), concurrency, create)
+
+
+async def _walks(t: Target, figure: str, names: list[str], page: int, count: int, concurrency: int) -> None:
+    """`count` walks of the whole catalog with `n=page`, following Link, each checked complete."""
+    async def read(_: int) -> None:
+        listed, _pages = await t.registry.list_all(f"/v2/_catalog?n={page}", "repositories")
+        missing = set(names) - set(listed)
+        if missing:
+            raise WireError(f"catalog lacks {len(missing)} of {len(names)} repositories, e.g. {sorted(missing)[0]}")
+
+    with t.meter.span(figure, count):
+        await in_parallel(count, concurrency, read)
+
+
 async def catalog(t: Target, sizes: Sizes, rep: int) -> None:
-    """Create many small repositories, then read the whole catalog (n=1000, following Link).
+    """Many small repositories, then whole catalog walks: n=1000 and paged n=100, following Link.
 
     The repositories are created on the first repeat only, so every repeat reads the same catalog.
     """
-    repos = [f"cat/r{i:04d}" for i in range(sizes.repo_count)]
-
-    async def create(i: int) -> None:
-        config, layers = await push_image_parts(t.registry, repos[i], 0)
-        await t.registry.put_manifest(repos[i], "v1", image_manifest(config, layers, repos[i]))
-
-    async def read(_: int) -> None:
-        listed, _pages = await t.registry.list_all("/v2/_catalog?n=1000", "repositories")
-        missing = set(repos) - set(listed)
-        if missing:
-            raise WireError(f"catalog lacks {len(missing)} of {len(repos)} repositories, "
-                            f"e.g. {sorted(missing)[0]}")
-
+    names = [f"cat/r{i:04d}" for i in range(sizes.repo_count)]
     if rep == 0:
-        await in_parallel(len(repos), sizes.concurrency, create)
-    with t.meter.span("catalog", sizes.catalog_count):
-        await in_parallel(sizes.catalog_count, sizes.concurrency, read)
+        await _repositories(t, names, sizes.concurrency)
+    await _walks(t, "catalog", names, 1000, sizes.catalog_count, sizes.concurrency)
+    await _walks(t, "catalog_paged", names, 100, sizes.catalog_count, sizes.concurrency)
+
+
+async def catalog_large(t: Target, sizes: Sizes, rep: int) -> None:
+    """The same walks over `large_repo_count` repositories (on top of the small catalog's)."""
+    if not sizes.large_repo_count:
+        return
+    names = [f"big/r{i:05d}" for i in range(sizes.large_repo_count)]
+    if rep == 0:
+        await _repositories(t, names, sizes.concurrency)
+    count, concurrency = sizes.large_catalog_count, min(sizes.concurrency, sizes.large_catalog_count)
+    await _walks(t, "catalog_large", names, 1000, count, concurrency)
+    await _walks(t, "catalog_large_paged", names, 100, count, concurrency)
 
 
 WORKLOADS = [
@@ -346,4 +375,5 @@ WORKLOADS = [
     Workload("blob_head", blob_head, bulk=False),
     Workload("tags_list", tags_list, bulk=False),
     Workload("catalog", catalog, bulk=False),
+    Workload("catalog_large", catalog_large, bulk=False),
 ]
