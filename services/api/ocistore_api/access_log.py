@@ -21,6 +21,7 @@ from ocistore.errors import RegistryError
 from ocistore.metrics import HTTP_DURATION, HTTP_IN_FLIGHT, HTTP_REQUEST_BYTES, HTTP_REQUESTS, HTTP_RESPONSE_BYTES
 
 from .paths import parse_path
+from .sendfile import SENDFILE
 
 access = logging.getLogger("ocistore.access")
 audit = logging.getLogger("ocistore.audit")
@@ -96,6 +97,8 @@ class AccessLog:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             elif message["type"] == "http.response.body":
                 counts["out"] += len(message.get("body", b""))
+            elif message["type"] == SENDFILE:
+                counts["out"] += int(message["count"])
             await send(message)
 
         HTTP_IN_FLIGHT.inc()

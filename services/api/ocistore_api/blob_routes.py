@@ -6,9 +6,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ocistore.digests import Digest
+from ocistore.errors import ErrorCode, RegistryError
 from ocistore.events import EventName
 from ocistore.registry import Store
+from ocistore.storage import PathNotFound
 
+from . import sendfile
 from .events import emit
 from .ranges import parse_range
 from .responses import API_VERSION, empty
@@ -33,6 +36,13 @@ async def get_blob(request: Request, store: Store, name: str, ref: str) -> Respo
     headers["Content-Length"] = str(length)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
+    if sendfile.offered(request.scope):
+        try:
+            fd = await store.blobs.open_local(blob)
+        except PathNotFound:
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)}) from None
+        if fd is not None:
+            return sendfile.ZeroCopyResponse(fd, offset, length, status, headers)
     return StreamingResponse(store.blobs.read(blob, offset, length), status, headers)
 
 

@@ -41,6 +41,7 @@ from uvicorn.server import ServerState
 from ocistore.config import HTTPConfig
 from ocistore.tls_identity import ClientCertificate
 
+from . import sendfile
 from .tls import CLIENT_CERTIFICATE
 
 log = logging.getLogger("ocistore.http")
@@ -280,6 +281,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.requests >= self.limits.max_requests and self.cycle is not None:
             self.cycle.keep_alive = False
+        sendfile.offer(self, self.limits.write_timeout)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

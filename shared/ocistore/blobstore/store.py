@@ -138,6 +138,12 @@ class BlobStore:
     def read(self, blob: BlobRef, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         return self.driver.read_stream(blob.path, offset, length)
 
+    async def open_local(self, blob: BlobRef) -> int | None:
+        """An open descriptor of the blob's file, for a zero-copy send (the caller closes it);
+        None when the store is not on a local filesystem. Open, it stays whole even if GC
+        deletes the path meanwhile."""
+        return await self.driver.open_local(blob.path)
+
     async def read_small(self, repo: str, digest: Digest, max_bytes: int) -> bytes | None:
         """A stored document's bytes (a manifest); None when absent or larger than `max_bytes`."""
         blob = await self.find(repo, digest)

@@ -92,6 +92,11 @@ class StorageDriver(ABC):
     # Whether `link` shares bytes (hard links) rather than copying them: dedupe needs it.
     supports_links: bool = False
 
+    async def open_local(self, path: str) -> int | None:
+        """A read-only descriptor of the file, when it lies on a local filesystem (a pull
+        then goes from file to socket with sendfile); None for object stores."""
+        return None
+
     @abstractmethod
     async def get_content(self, path: str) -> bytes: ...
 

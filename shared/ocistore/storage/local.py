@@ -215,6 +215,12 @@ class LocalDriver(StorageDriver):
             fd = os.open(full, flags, 0o644)
         return LocalWriter(fd, full, self.commit)
 
+    async def open_local(self, path: str) -> int | None:
+        try:
+            return os.open(self.full(path), os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            raise PathNotFound(path) from None
+
     async def touch(self, path: str) -> None:
         try:
             os.utime(self.full(path))

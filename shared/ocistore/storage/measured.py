@@ -77,6 +77,10 @@ class MeasuredDriver(StorageDriver):
         result: FileWriter = await self._timed("writer", self.inner.writer(path, append))
         return result
 
+    async def open_local(self, path: str) -> int | None:
+        fd: int | None = await self._timed("open", self.inner.open_local(path))
+        return fd
+
     async def stat(self, path: str) -> FileInfo:
         result: FileInfo = await self._timed("stat", self.inner.stat(path))
         return result
