@@ -54,6 +54,8 @@ NOT_FOUND = frozenset({"NoSuchKey", "NoSuchUpload", "NotFound", "404"})
 TRANSPORT_ERRORS = (BotoCoreError, aiohttp.ClientError, TimeoutError)
 
 
+# A conditional GET whose version the caller already holds.
+_NOT_MODIFIED = frozenset({"304", "NotModified"})
 # A conditional write that lost (412), or raced another one to the same key (409).
 _FENCE_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 _NO_CONDITIONS = frozenset({"NotImplemented"})
@@ -161,6 +163,7 @@ class S3Driver(StorageDriver):
     """
 
     name = "s3"
+    dirs_block_files = False
 
     def __init__(self, params: S3DriverConfig) -> None:
         self.params = params
@@ -432,32 +435,61 @@ class S3Driver(StorageDriver):
             body.close()
         return data
 
+    async def read_version(self, path: str, known: FileInfo | None = None,
+                           max_bytes: int | None = None) -> tuple[FileInfo, bytes | None]:
+        """One GetObject, `If-None-Match` the ETag of the version `known`: a 304 when it still is
+        (S3 compares versions for us), else the bytes with their version in the same answer."""
+        condition = {} if known is None or _pieced(known) else {"IfNoneMatch": f'"{known.ident}"'}
+        try:
+            answer = await self._call("GetObject", path, _NOT_MODIFIED, Key=self._key(path), **condition)
+        except _Handled:
+            assert known is not None
+            return known, None
+        body = answer["Body"]
+        info = FileInfo(path, int(answer["ContentLength"]), answer["LastModified"].timestamp(), False,
+                        str(answer["ETag"]).strip('"'))
+        if _segmented(answer) or (max_bytes is not None and info.size > max_bytes):
+            body.close()
+            return await super().read_version(path, known, max_bytes) if _segmented(answer) else (info, None)
+        try:
+            data: bytes = await body.read()
+        except TRANSPORT_ERRORS as exc:
+            raise self._unavailable("GetObject", type(exc).__name__, exc) from exc
+        finally:
+            body.close()
+        return info, data
+
     async def put_content(self, path: str, data: bytes) -> None:
         await self._call("PutObject", Key=self._key(path), Body=data, **self._class_args)
 
-    async def replace_content(self, path: str, data: bytes, expected: FileInfo | None) -> None:
+    async def replace_content(self, path: str, data: bytes, expected: FileInfo | None) -> FileInfo:
         """A conditional PutObject: If-Match the ETag read, or If-None-Match `*` to create.
 
         A store that does not implement conditional writes (older S3-compatible servers), or
         accepts the headers and ignores them (found by a probe before the first fenced write),
         gets a plain PutObject, logged once: writers are then fenced by their leases alone.
+        The version written is the answer's ETag (its time is this host's clock: S3 does not
+        say, and versions are told apart by ETag alone here).
         """
         condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": f'"{expected.ident}"'}
         if not self._fencing_probed:
             await self._probe_fencing()
             self._fencing_probed = True
+        key = self._key(path)
+        answer: dict[str, Any] | None = None
         if not self._unconditional:
             try:
-                await self._call("PutObject", None, _FENCE_CODES | _NO_CONDITIONS, Key=self._key(path), Body=data,
-                                 **condition, **self._class_args)
-                return
+                answer = await self._call("PutObject", None, _FENCE_CODES | _NO_CONDITIONS, Key=key, Body=data,
+                                          **condition, **self._class_args)
             except _Handled as refused:
                 if refused.code in _FENCE_CODES:
                     raise VersionChanged(path) from None
                 self._unconditional = True
                 log.warning("s3 bucket %s does not take conditional writes (%s): index.json writes are "
                             "fenced by leases only", self.bucket, refused.code)
-        await self.put_content(path, data)
+        if answer is None:
+            answer = await self._call("PutObject", Key=key, Body=data, **self._class_args)
+        return FileInfo(path, len(data), time.time(), False, str(answer["ETag"]).strip('"'))
 
     async def _probe_fencing(self) -> None:
         """Create a probe object twice with If-None-Match `*`: a store that honours conditions
@@ -557,22 +589,35 @@ class S3Driver(StorageDriver):
         return writer
 
     async def stat(self, path: str) -> FileInfo:
-        key = self._key(path)
         if not path:
             return FileInfo("", 0, 0.0, True)
         try:
-            head = await self._call("HeadObject", path, Key=key)
+            return await self.stat_file(path)
         except PathNotFound:
-            page = await self._call("ListObjectsV2", Prefix=f"{key}/", MaxKeys=1)
+            page = await self._call("ListObjectsV2", Prefix=f"{self._key(path)}/", MaxKeys=1)
             if page.get("KeyCount"):
                 return FileInfo(path, 0, 0.0, True)
             raise
+
+    async def stat_file(self, path: str) -> FileInfo:
+        """One HeadObject: a missing key is no file, whatever keys lie below it (no listing)."""
+        if not path:
+            raise PathNotFound(path)
+        head = await self._call("HeadObject", path, Key=self._key(path))
         if _segmented(head):
             pieces = await self._pieces(path, head)
             return FileInfo(path, sum(p.size for p in pieces), max(p.mtime for p in pieces), False,
                             "+".join(f"{p.key}:{p.size}" for p in pieces))
         return FileInfo(path, int(head["ContentLength"]), head["LastModified"].timestamp(), False,
                         str(head["ETag"]).strip('"'))
+
+    async def delete_file(self, path: str, info: FileInfo) -> None:
+        """One DeleteObject (which answers the same for a missing key) for an object never appended
+        to; one appended to has segments to delete with it."""
+        if _pieced(info):
+            await super().delete_file(path, info)
+            return
+        await self._call("DeleteObject", Key=self._key(path))
 
     async def list(self, path: str) -> builtins.list[str]:
         prefix = self._dir_prefix(path)
@@ -690,6 +735,12 @@ class _Piece:
 
 class _SegmentedObject(Exception):
     """Raised inside a read that found a segmented object: the caller reads it piece by piece."""
+
+
+def _pieced(info: FileInfo) -> bool:
+    """Whether a stat'ed file is an appended-to object: its identity names its pieces (`key:size`),
+    where a plain object's is its ETag, which holds no colon."""
+    return ":" in info.ident
 
 
 def _segmented(head: dict[str, Any]) -> bool:
