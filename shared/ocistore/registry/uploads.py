@@ -14,7 +14,11 @@ here:
   file's size, and only then is it used (the tail is read back from storage); a write that
   failed midway forgets it, and each request works on a copy.
 
-So a finished blob is placed only when the bytes on storage hash to its digest.
+So a finished blob is placed only when the bytes on storage hash to its digest.  A small
+body that closes a session holding nothing yet (a monolithic POST+PUT, or a POST with the
+digest) never reaches the session file: it is hashed in memory and, once it matches, written
+straight to its blob, so a 4 KiB push stores its bytes once instead of writing, copying and
+deleting them (docs/design.md, "Content addressing").
 """
 
 from __future__ import annotations
@@ -26,16 +30,15 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from ..digests import Digest, Hasher, new_hasher
+from ..digests import Digest, new_hasher
 from ..errors import ErrorCode, RegistryError
 from ..layout import UPLOAD_ID_RE, upload_path, uploads_dir
 from ..locks import Lease, LeaseLost, LockTimeout
 from ..names import is_valid_name
-from ..storage import FileInfo, FileWriter, PathNotFound, is_storage_full
+from ..storage import FileInfo, PathNotFound, is_storage_full
+from .bodies import TooLong, feed, verify, whole_if_small
 from .store import Store, UploadHash
 
-PIECE = 1 << 20
-THREAD_HASH = 256 << 10
 # How long a second request to one session waits for the first to finish before its 416.
 SESSION_WAIT = 5.0
 
@@ -48,10 +51,6 @@ class ContentRange:
     @property
     def length(self) -> int:
         return self.end - self.start + 1
-
-
-class _TooLong(Exception):
-    """The body went on past the length its Content-Range declared."""
 
 
 def _session_key(repo: str, upload_id: str) -> str:
@@ -162,15 +161,19 @@ async def reap_idle(store: Store, repo: str) -> int:
 
 
 async def size(store: Store, repo: str, upload_id: str) -> int:
+    return (await _session(store, repo, upload_id)).size
+
+
+async def _session(store: Store, repo: str, upload_id: str) -> FileInfo:
     try:
-        return (await store.driver.stat(_check_id(repo, upload_id))).size
+        return await store.driver.stat_file(_check_id(repo, upload_id))
     except PathNotFound:
         raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"uuid": upload_id}) from None
 
 
 @asynccontextmanager
-async def _sole_writer(store: Store, repo: str, upload_id: str) -> AsyncIterator[tuple[int, Lease]]:
-    """Hold the session's lock; yields its size, read under the lock, and the lease.
+async def _sole_writer(store: Store, repo: str, upload_id: str) -> AsyncIterator[tuple[FileInfo, Lease]]:
+    """Hold the session's lock; yields its file, read under the lock, and the lease.
 
     A session that does not exist leaves no lock behind (on one host a lock is a file of its
     own per session: requests for made-up ids must not fill the store with them).
@@ -180,52 +183,17 @@ async def _sole_writer(store: Store, repo: str, upload_id: str) -> AsyncIterator
     try:
         async with store.locks.hold(name, wait=SESSION_WAIT) as lease:
             try:
-                current = await size(store, repo, upload_id)
+                session = await _session(store, repo, upload_id)
             except RegistryError:
                 unknown = True
                 raise
-            yield current, lease
+            yield session, lease
     except LockTimeout:
         current = await size(store, repo, upload_id)
         raise _range_refused(current, {}, "another request is writing this upload session") from None
     finally:
         if unknown:
             await store.locks.forget(name)
-
-
-async def _feed(writer: FileWriter, hasher: Hasher, chunks: AsyncIterator[bytes], limit: int | None) -> int:
-    """Hash and write everything `chunks` yields, at most `limit` bytes; returns the count.
-
-    What arrived before a failure is written (and hashed) before the failure propagates.
-    """
-    buf: list[bytes] = []
-    pending = 0
-    received = 0
-
-    async def flush() -> None:
-        nonlocal buf, pending
-        data = b"".join(buf)
-        buf, pending = [], 0
-        if len(data) >= THREAD_HASH:
-            await asyncio.to_thread(hasher.update, data)
-        else:
-            hasher.update(data)
-        await writer.write(data)
-
-    try:
-        async for chunk in chunks:
-            received += len(chunk)
-            if limit is not None and received > limit:
-                buf, pending = [], 0
-                raise _TooLong
-            buf.append(chunk)
-            pending += len(chunk)
-            if pending >= PIECE:
-                await flush()
-    finally:
-        if pending:
-            await flush()
-    return received
 
 
 async def append(store: Store, repo: str, upload_id: str, chunks: AsyncIterator[bytes],
@@ -236,8 +204,8 @@ async def append(store: Store, repo: str, upload_id: str, chunks: AsyncIterator[
     with the bytes that actually arrive; otherwise the chunk is refused with 416 and the
     session is left as it was.
     """
-    async with _sole_writer(store, repo, upload_id) as (current, lease):
-        return await _append(store, repo, upload_id, current, lease, chunks, content_range, content_length)
+    async with _sole_writer(store, repo, upload_id) as (session, lease):
+        return await _append(store, repo, upload_id, session.size, lease, chunks, content_range, content_length)
 
 
 async def _append(store: Store, repo: str, upload_id: str, current: int, lease: Lease,
@@ -256,8 +224,8 @@ async def _append(store: Store, repo: str, upload_id: str, current: int, lease: 
     state = await _hash_up_to(store, key, path, current)
     writer = await store.driver.writer(path, append=True)
     try:
-        received = await _feed(writer, state.hasher, chunks, declared)
-    except _TooLong:
+        received = await feed(writer, state.hasher, chunks, declared)
+    except TooLong:
         await writer.discard()
         raise _range_refused(current, {"content_range": f"{current}-{current + (declared or 0) - 1}"},
                              "the body is longer than its Content-Range") from None
@@ -309,23 +277,37 @@ async def finish(store: Store, repo: str, upload_id: str, digest: Digest,
     digest mismatch the session is dropped and no blob appears.
     """
     path = _check_id(repo, upload_id)
-    async with _sole_writer(store, repo, upload_id) as (current, lease):
-        total = current
-        if chunks is not None:
-            total = await _append(store, repo, upload_id, current, lease, chunks, content_range, content_length)
-        key = _session_key(repo, upload_id)
-        state = await _hash_up_to(store, key, path, total, digest.algorithm)
-        store.upload_hashes.pop(key)
-        if state.hasher.hexdigest() != digest.encoded:
-            await _drop(store, path)
+    key = _session_key(repo, upload_id)
+    async with _sole_writer(store, repo, upload_id) as (session, lease):
+        whole = None
+        if chunks is not None and session.size == 0 and content_range is None:
+            whole, chunks = await whole_if_small(chunks, content_length)
+        if whole is not None:
+            # Nothing of it is on storage: hashed here, written once to its blob, if it matches.
+            store.upload_hashes.pop(key)
+            mismatch = await verify(digest, whole)
+            if mismatch is None:
+                lease.check()
+                await store.blobs.place_bytes(repo, digest, whole)
+            await store.driver.delete_file(path, session)
             store.upload_quota.closed(repo)
-            mismatch = RegistryError(ErrorCode.DIGEST_INVALID, {"digest": str(digest)})
         else:
-            mismatch = None
-        if mismatch is None:
-            lease.check()
-            await store.blobs.place(repo, digest, path, total)
-            store.upload_quota.closed(repo)
+            total = session.size
+            if chunks is not None:
+                total = await _append(store, repo, upload_id, session.size, lease, chunks, content_range,
+                                      content_length)
+            state = await _hash_up_to(store, key, path, total, digest.algorithm)
+            store.upload_hashes.pop(key)
+            if state.hasher.hexdigest() != digest.encoded:
+                await _drop(store, path)
+                store.upload_quota.closed(repo)
+                mismatch = RegistryError(ErrorCode.DIGEST_INVALID, {"digest": str(digest)})
+            else:
+                mismatch = None
+            if mismatch is None:
+                lease.check()
+                await store.blobs.place(repo, digest, path, total)
+                store.upload_quota.closed(repo)
     # The session is over either way (placed, or dropped on a mismatch): its lock goes too.
     await store.locks.forget(_lock_name(repo, upload_id))
     if mismatch is not None:
@@ -333,12 +315,19 @@ async def finish(store: Store, repo: str, upload_id: str, digest: Digest,
 
 
 async def monolithic(store: Store, repo: str, digest: Digest, chunks: AsyncIterator[bytes]) -> None:
-    """A whole blob in one request: hashed while written, placed only if it matches."""
+    """A whole blob in one request: hashed while written (in memory when small), placed only if
+    it matches."""
+    whole, chunks = await whole_if_small(chunks, None)
+    if whole is not None:
+        if mismatch := await verify(digest, whole):
+            raise mismatch
+        await store.blobs.place_bytes(repo, digest, whole)
+        return
     path = upload_path(repo, str(uuid.uuid4()))
     writer = await store.driver.writer(path)
     hasher = digest.hasher()
     try:
-        await _feed(writer, hasher, chunks, None)
+        await feed(writer, hasher, chunks, None)
         await writer.close()
     except BaseException:
         await writer.cancel()
