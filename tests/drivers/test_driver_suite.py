@@ -207,3 +207,13 @@ def test_stat_file_and_delete_file_see_files_only(make_driver: DriverFactory) ->
         await d.remove_empty_dir("r/dir")
 
     run(make_driver, body)
+
+
+def test_create_content_writes_only_where_no_file_is(make_driver: DriverFactory) -> None:
+    async def body(d: StorageDriver) -> None:
+        assert await d.create_content("r/doc", b"first")
+        assert not await d.create_content("r/doc", b"second")
+        assert await d.get_content("r/doc") == b"first"
+        await d.delete("r")
+
+    run(make_driver, body)

@@ -110,6 +110,8 @@ async def put_document(blobs: BlobStore, repo: str, digest: Digest, body: bytes)
     """A manifest's bytes (hashed by the caller). The caller holds the repository's index lock,
     under which GC decides and deletes too, so the renewal and a deletion cannot cross."""
     path = blob_path(repo, digest)
+    if await blobs.driver.create_content(path, body):
+        return  # a new manifest: on S3 one conditional write, no look first
     try:
         held = (await blobs.driver.stat_file(path)).size == len(body)
     except PathNotFound:

@@ -95,6 +95,10 @@ class Draft:
     def __init__(self, manifests: list[Descriptor]) -> None:
         self.items = list(manifests)
         self.changed = False
+        # Blobs a mutation of this batch found the repository holding whole: GC, which removes
+        # blobs only under the index lock this batch holds, cannot have removed them since, so
+        # the batch's later manifests naming them need not look again.
+        self.held: set[str] = set()
         self._by_tag: dict[str, Descriptor] = {}
         self._count: dict[str, int] = {}
         self._untagged: dict[str, int] = {}

@@ -142,6 +142,17 @@ class StorageDriver(ABC):
             return info, None
         return info, await self.get_content(path)
 
+    async def create_content(self, path: str, data: bytes) -> bool:
+        """Write `path` unless a file is there: True when written, False (nothing written) when one
+        is.  One conditional write where storage has them (S3); elsewhere a look, then a write, so
+        only for bytes that may replace what a racing writer put there (a verified document)."""
+        try:
+            await self.stat_file(path)
+        except PathNotFound:
+            await self.put_content(path, data)
+            return True
+        return False
+
     async def delete_file(self, path: str, info: FileInfo) -> None:
         """Remove the file `info` describes, read by a caller whose lock keeps it so, without
         looking at it again where the description suffices (S3); nothing when already gone."""

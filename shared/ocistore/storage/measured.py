@@ -69,6 +69,10 @@ class MeasuredDriver(StorageDriver):
             "read_version", self.inner.read_version(path, known, max_bytes))
         return result
 
+    async def create_content(self, path: str, data: bytes) -> bool:
+        result: bool = await self._timed("create_content", self.inner.create_content(path, data))
+        return result
+
     async def delete_file(self, path: str, info: FileInfo) -> None:
         await self._timed("delete_file", self.inner.delete_file(path, info))
 

@@ -119,6 +119,15 @@ class S3Driver(S3Pieces, StorageDriver):
             answer = await self._call("PutObject", Key=key, Body=data, **self._class_args)
         return FileInfo(path, len(data), time.time(), False, str(answer["ETag"]).strip('"'))
 
+    async def create_content(self, path: str, data: bytes) -> bool:
+        """One PutObject `If-None-Match: *` (the fenced write over no version); a store without
+        conditional writes overwrites, and counts as written."""
+        try:
+            await self.replace_content(path, data, None)
+        except VersionChanged:
+            return False
+        return True
+
     async def _probe_fencing(self) -> None:
         """Create a probe object twice with If-None-Match `*`: a store that honours conditions
         refuses the second (412); one that answers 200 ignores them."""
