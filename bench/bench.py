@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -130,7 +131,8 @@ async def run_all(servers: list[Server], storage: StorageBackend, sizes: Sizes,
     """Run every workload on every server, interleaved, with one pooled client per server."""
     outcome = Outcome([s.name for s in servers])
     targets = [Target(s.name, Registry(Client(s.base_url, sizes.concurrency, s.login)),
-                      Meter(s.cpu_seconds, storage.service_cpu)) for s in servers]
+                      Meter(s.cpu_seconds, storage.service_cpu, functools.partial(storage.requests, s.name)))
+               for s in servers]
     try:
         for target in targets:
             await target.registry.ping()

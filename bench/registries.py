@@ -28,7 +28,8 @@ from typing import Any, Protocol
 # Run as a script from bench/: moto's launcher lives in the repository's `tests` package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.moto import REGION, MotoServer
+from tests.counting_moto import CountingMoto
+from tests.moto import REGION
 from tests.servers import env_without_proxy
 
 PEER_BINARY = "/usr/bin/docker-registry"
@@ -37,6 +38,7 @@ READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PR_SET_PDEATHSIG = 1
+BUCKETS = {"peer": "bench-peer", "ocistore": "bench-ocistore"}  # one per server: counts are per bucket
 S3_CHUNK = 5 * (1 << 20)  # multipart part size for both servers: S3's minimum (both default to 10 MiB)
 
 
@@ -59,6 +61,10 @@ class StorageBackend(Protocol):
 
     def service_cpu(self) -> float | None:
         """CPU seconds so far of the storage service the backend runs, or None if it runs none."""
+        ...
+
+    def requests(self, server: str) -> dict[str, int] | None:
+        """Storage requests `server` has sent so far, by action, or None where none are counted."""
         ...
 
     def peer_storage(self, root: Path) -> dict[str, Any]:
@@ -85,6 +91,10 @@ class FilesystemStorage:
         """No storage process of its own; the kernel's file I/O is charged to the servers."""
         return None
 
+    def requests(self, server: str) -> dict[str, int] | None:
+        """File system calls are not counted."""
+        return None
+
     def peer_storage(self, root: Path) -> dict[str, Any]:
         """Filesystem driver with deletes enabled, like a registry that is garbage-collected."""
         return {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True}}
@@ -99,18 +109,19 @@ class S3Storage:
 
     moto keeps objects in its own memory, so it is a third process doing real work on the same CPUs
     (its CPU is metered per span, like the servers'). docker-registry's blob redirects are turned
-    off so its blob bodies pass through it, as ocistore's do without `redirectBlobURL`.
+    off so its blob bodies pass through it, as ocistore's do without `redirectBlobURL`. moto runs
+    behind `tests/counting_moto.py`, which counts each server's requests by S3 action in its bucket.
     """
 
     name = "s3"
 
     def __init__(self) -> None:
         """Not started yet: `start` runs moto."""
-        self._moto: MotoServer | None = None
+        self._moto: CountingMoto | None = None
         self._workdir: Path | None = None
 
     @property
-    def moto(self) -> MotoServer:
+    def moto(self) -> CountingMoto:
         """The running moto server."""
         if self._moto is None:
             raise RuntimeError("S3Storage used before start()")
@@ -119,7 +130,7 @@ class S3Storage:
     def start(self) -> None:
         """Start `moto_server` in a fresh directory (its log stays there) and wait for its API."""
         self._workdir = Path(tempfile.mkdtemp(prefix="ocistore-bench-moto-"))
-        self._moto = MotoServer(self._workdir)
+        self._moto = CountingMoto(self._workdir)
         try:
             self._moto.start()
         except RuntimeError as exc:
@@ -139,21 +150,27 @@ class S3Storage:
         proc = self.moto.proc
         return None if proc is None else tree_cpu_seconds(proc.pid)
 
+    def requests(self, server: str) -> dict[str, int] | None:
+        """The requests moto has counted in `server`'s bucket so far (read outside timed spans)."""
+        return self.moto.requests(BUCKETS[server])
+
     def peer_storage(self, root: Path) -> dict[str, Any]:
         """Distribution 2.8's `s3` driver. Its release-2.8 parameters have no `forcepathstyle`: a
         `regionendpoint` implies path-style requests there."""
         s3 = {
-            "region": REGION, "bucket": self._bucket("bench-peer"), "regionendpoint": self.moto.url,
+            "region": REGION, "bucket": self._bucket(BUCKETS["peer"]), "regionendpoint": self.moto.url,
             "accesskey": self.moto.access_key, "secretkey": self.moto.secret_key, "secure": False,
             "v4auth": True, "chunksize": S3_CHUNK, "rootdirectory": "/peer",
         }
         return {"s3": s3, "delete": {"enabled": True}, "redirect": {"disable": True}}
 
     def ocistore_storage(self, root: Path) -> dict[str, Any]:
-        """zot's `storageDriver` block, beside a local `rootDirectory` for the embedded cache."""
-        driver = self.moto.driver_params(self._bucket("bench-ocistore"), rootdirectory="/ocistore",
+        """zot's `storageDriver` block, beside a local `rootDirectory` for the embedded holder index
+        (`remoteCache: false`: zot's default for S3 wants Redis or DynamoDB, which the bench runs
+        neither of); dedupe stays at zot's default, on."""
+        driver = self.moto.driver_params(self._bucket(BUCKETS["ocistore"]), rootdirectory="/ocistore",
                                          chunksize=S3_CHUNK)
-        return {"rootDirectory": str(root), "storageDriver": driver}
+        return {"rootDirectory": str(root), "storageDriver": driver, "remoteCache": False}
 
     def _bucket(self, name: str) -> str:
         """Create the bucket `name` and return it."""

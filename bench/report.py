@@ -2,7 +2,8 @@
 
 A figure's value is the median rate over its repeats (robust to one noisy run on a 2-core box);
 its CPU cost is total server CPU over total work, which is steadier than a median of small numbers.
-On S3 the storage service's (moto's) CPU while serving each registry is charged the same way.
+On S3 the storage service's (moto's) CPU while serving each registry is charged the same way, and
+the S3 requests each server sent are reported per operation (or per MB for bulk figures), by action.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class Measured:
     cpu: float
     client_cpu: float
     storage_cpu: float | None
+    # S3 requests per operation (per MB for bulk figures), by action; None where not counted.
+    requests: dict[str, float] | None
     samples: list[Sample]
 
     @classmethod
@@ -74,8 +77,20 @@ class Measured:
             cpu=sum(s.server_cpu for s in samples) / units * per_cpu,
             client_cpu=sum(s.client_cpu for s in samples) / units * per_cpu,
             storage_cpu=sum(storage) / units * per_cpu if len(storage) == len(samples) else None,
+            requests=_requests_per_unit(samples, units / scale),
             samples=samples,
         )
+
+
+def _requests_per_unit(samples: list[Sample], units: float) -> dict[str, float] | None:
+    """Requests by action over all repeats, divided by the work done; None unless every repeat counted."""
+    if any(s.requests is None for s in samples):
+        return None
+    total: dict[str, int] = {}
+    for sample in samples:
+        for action, n in (sample.requests or {}).items():
+            total[action] = total.get(action, 0) + n
+    return {action: n / units for action, n in sorted(total.items())}
 
 
 def aggregate(samples: dict[str, list[Sample]]) -> dict[str, dict[str, Measured]]:
@@ -116,7 +131,20 @@ def render(table: dict[str, dict[str, Measured]]) -> str:
         )
     if metered:
         lines.append("(moto: the S3 server's own CPU while serving that registry, in the same units)")
-    return "\n".join(lines)
+    return "\n".join(lines + _render_requests(table))
+
+
+def _render_requests(table: dict[str, dict[str, Measured]]) -> list[str]:
+    """Storage requests per operation (per MB for bulk figures) of each server, total then by action."""
+    rows = [(key, name, m.requests) for key, row in table.items() for name, m in row.items()
+            if m.requests is not None]
+    if not rows:
+        return []
+    lines = ["", "S3 requests per operation (bulk figures: per MB), by action:"]
+    for key, name, requests in rows:
+        by_action = "  ".join(f"{action} {n:.3g}" for action, n in (requests or {}).items())
+        lines.append(f"  {FIGURES[key].title:36} {name:8} {sum((requests or {}).values()):7.3g}  {by_action}")
+    return lines
 
 
 def as_json(table: dict[str, dict[str, Measured]]) -> dict[str, Any]:
@@ -136,8 +164,10 @@ def _measured_json(m: Measured) -> dict[str, Any]:
     """One server's aggregate and raw samples."""
     return {
         "value": m.value, "server_cpu": m.cpu, "client_cpu": m.client_cpu, "storage_cpu": m.storage_cpu,
+        "requests_per_unit": m.requests,
         "samples": [{"seconds": s.seconds, "units": s.units, "server_cpu": s.server_cpu,
-                     "client_cpu": s.client_cpu, "storage_cpu": s.storage_cpu} for s in m.samples],
+                     "client_cpu": s.client_cpu, "storage_cpu": s.storage_cpu, "requests": s.requests}
+                    for s in m.samples],
     }
 
 

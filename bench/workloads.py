@@ -30,8 +30,8 @@ class Sizes:
 
     FULL takes about 6 minutes on an idle 2-core machine, most of it the peer's 10,000-repository
     catalog (a paged walk of it takes the peer about 40 s: each page walks its whole store), and
-    S3 about 10 minutes (the peer's catalog and HEADs dominate); the repeats are what keeps the medians steady, so shrink counts before
-    repeats if it ever needs to be faster.
+    S3 about 10 minutes (the peer's catalog and HEADs dominate); the repeats are what keeps the
+    medians steady, so shrink counts before repeats if it ever needs to be faster.
     """
 
     bulk_bytes: int  # size of each large blob pushed or pulled
@@ -85,7 +85,8 @@ S3_QUICK = Sizes(bulk_bytes=16 * MIB, chunk_bytes=8 * MIB, small_count=100, mani
 @dataclass(frozen=True)
 class Sample:
     """One timed span: `units` are bytes for bulk figures and operations for the others;
-    `storage_cpu` is the storage service's (moto's) CPU over the span, None on the filesystem."""
+    `storage_cpu` is the storage service's (moto's) CPU over the span, None on the filesystem, and
+    `requests` the storage requests the server sent during it, by S3 action (None: not counted)."""
 
     figure: str
     seconds: float
@@ -93,6 +94,7 @@ class Sample:
     server_cpu: float
     client_cpu: float
     storage_cpu: float | None
+    requests: dict[str, int] | None = None
 
 
 @dataclass
@@ -101,6 +103,7 @@ class Meter:
 
     server_cpu: Callable[[], float]
     storage_cpu: Callable[[], float | None]
+    storage_requests: Callable[[], dict[str, int] | None] = lambda: None
     samples: list[Sample] = field(default_factory=list)
 
     @contextmanager
@@ -110,13 +113,17 @@ class Meter:
         Dirty pages are flushed first so no span pays for write-back of the previous server's data.
         """
         os.sync()
+        requests0 = self.storage_requests()
         cpu0, client0, storage0 = self.server_cpu(), time.process_time(), self.storage_cpu()
         start = time.perf_counter()
         yield
         seconds = time.perf_counter() - start
         cpu1, client1, storage1 = self.server_cpu(), time.process_time(), self.storage_cpu()
+        requests1 = self.storage_requests()
         storage = None if storage0 is None or storage1 is None else storage1 - storage0
-        self.samples.append(Sample(figure, seconds, units, cpu1 - cpu0, client1 - client0, storage))
+        requests = None if requests0 is None or requests1 is None else {
+            action: n - requests0.get(action, 0) for action, n in requests1.items() if n > requests0.get(action, 0)}
+        self.samples.append(Sample(figure, seconds, units, cpu1 - cpu0, client1 - client0, storage, requests))
 
 
 @dataclass

@@ -71,14 +71,9 @@ class MotoServer:
         if self.iam:
             env["MOTO_ENABLE_IAM"] = "1"
             env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(IAM_BOOTSTRAP_CALLS)
-        # This environment's moto, never one on PATH: a system Python's moto 5.2.1 was
-        # seen rejecting IAM-signed requests whose query string holds '%2F'.
-        server = BIN / "moto_server"
-        if not server.exists():
-            raise RuntimeError(f"{server} is missing; run `make test`, which installs moto[server]")
         logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(server), "-H", self.host, "-p", str(self.port)],
+            [*self.command(), "-H", self.host, "-p", str(self.port)],
             stdout=logf, stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
         )
         logf.close()
@@ -87,6 +82,15 @@ class MotoServer:
         if self.iam:
             self.access_key, self.secret_key = self.create_user("admin", ALLOW_ALL)
         return self
+
+    def command(self) -> list[str]:
+        """The server's argv before its host and port options (the bench runs a counting moto)."""
+        # This environment's moto, never one on PATH: a system Python's moto 5.2.1 was
+        # seen rejecting IAM-signed requests whose query string holds '%2F'.
+        server = BIN / "moto_server"
+        if not server.exists():
+            raise RuntimeError(f"{server} is missing; run `make test`, which installs moto[server]")
+        return [str(server)]
 
     def stop(self) -> None:
         stop_process(self.proc)

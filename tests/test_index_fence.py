@@ -13,10 +13,20 @@ from pathlib import Path
 import pytest
 
 from ocistore.errors import ErrorCode, RegistryError
+from ocistore.lease import Locks
 from ocistore.locks import Lease, LeaseLost, LocalLocks
 from ocistore.registry.index import Draft, IndexStore
+from ocistore.registry.repositories import RepositoryIndex
 from ocistore.registry.tags import put_tags
 from ocistore.storage.local import LocalDriver
+
+
+def _index(driver: LocalDriver, locks: Locks) -> IndexStore:
+    """An index store as a Store makes it, with the store's repository index."""
+    async def walk() -> list[str]:
+        return await driver.dirs_containing(frozenset({"index.json"}), frozenset({"blobs"}))
+
+    return IndexStore(driver, locks, RepositoryIndex(driver, locks, walk, f"local:{driver.root}", "", None))
 
 DIGEST = "sha256:" + "a" * 64
 DESC = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": DIGEST, "size": 2}
@@ -39,16 +49,16 @@ def tags_on_disk(root: Path) -> list[str]:
 
 def test_a_write_under_a_lost_lease_is_refused(tmp_path: Path) -> None:
     async def scenario() -> None:
-        await IndexStore(LocalDriver(str(tmp_path)), LocalLocks()).update("r", put_tags(DESC, ["kept"]))
+        await _index(LocalDriver(str(tmp_path)), LocalLocks()).update("r", put_tags(DESC, ["kept"]))
         with pytest.raises(LeaseLost):
-            await IndexStore(LocalDriver(str(tmp_path)), LosingLocks()).update("r", put_tags(DESC, ["lost"]))
+            await _index(LocalDriver(str(tmp_path)), LosingLocks()).update("r", put_tags(DESC, ["lost"]))
     asyncio.run(scenario())
     assert tags_on_disk(tmp_path) == ["kept"]
 
 
 def test_a_write_that_finds_the_index_rewritten_under_it_is_refused(tmp_path: Path) -> None:
     driver = LocalDriver(str(tmp_path))
-    ours, theirs = IndexStore(driver, LocalLocks()), IndexStore(driver, LocalLocks())
+    ours, theirs = _index(driver, LocalLocks()), _index(driver, LocalLocks())
 
     async def scenario() -> None:
         await ours.update("r", put_tags(DESC, ["first"]))

@@ -42,10 +42,18 @@ class DamageRegister:
         self._refreshing: asyncio.Task[None] | None = None
 
     async def is_damaged(self, digest: str, ident: str) -> bool:
+        idents = await self._damaged(digest)
+        return idents is not None and ident in idents
+
+    async def any_damaged(self, digest: str) -> bool:
+        """Whether any copy of the digest is known damaged: while none is, a push need not look
+        at the copies there are to know it repairs nothing."""
+        return await self._damaged(digest) is not None
+
+    async def _damaged(self, digest: str) -> frozenset[str] | None:
         if time.monotonic() - self._loaded_at >= REFRESH:
             await self._refresh()
-        idents = self._known.get(digest)
-        return idents is not None and ident in idents
+        return self._known.get(digest)
 
     async def _refresh(self) -> None:
         """One listing per interval, shared by every request that finds the snapshot old."""

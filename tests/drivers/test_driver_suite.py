@@ -156,3 +156,64 @@ def test_paths_cannot_leave_the_root(make_driver: DriverFactory) -> None:
                 await d.put_content(bad, b"x")
 
     run(make_driver, body)
+
+
+def test_read_version_answers_bytes_with_their_version_and_nothing_while_unchanged(
+        make_driver: DriverFactory) -> None:
+    """What a remembered document (index.json) is checked with: the bytes come with the version
+    they are, a read holding that version gets it back without bytes, and any other write shows."""
+    async def body(d: StorageDriver) -> None:
+        written = await d.replace_content("r/index.json", b"v1", None) or await d.stat("r/index.json")
+        version, data = await d.read_version("r/index.json")
+        assert data == b"v1" and version.size == 2
+        same, nothing = await d.read_version("r/index.json", version)
+        assert same is version and nothing is None
+        same, nothing = await d.read_version("r/index.json", written)
+        assert same is written and nothing is None  # what a write answers is a version reads know
+        await d.put_content("r/index.json", b"v2 by another writer")
+        newer, data = await d.read_version("r/index.json", version)
+        assert data == b"v2 by another writer" and newer is not version
+        with pytest.raises(VersionChanged):
+            await d.replace_content("r/index.json", b"over a stale read", version)
+        large, unread = await d.read_version("r/index.json", max_bytes=4)
+        assert unread is None and large.size == len(b"v2 by another writer")
+        for missing in ("r/nope", "r"):  # nothing, and a directory, are no file
+            with pytest.raises(PathNotFound):
+                await d.read_version(missing)
+        await d.delete("r")
+
+    run(make_driver, body)
+
+
+def test_stat_file_and_delete_file_see_files_only(make_driver: DriverFactory) -> None:
+    """A directory is no file to `stat_file`; `delete_file` removes a file as stat'ed, an
+    appended-to one with all its pieces (the suite fails on anything left), and a gone one quietly."""
+    async def body(d: StorageDriver) -> None:
+        await d.put_content("r/dir/inner", b"x")
+        with pytest.raises(PathNotFound):
+            await d.stat_file("r/dir")
+        assert (await d.stat_file("r/dir/inner")).size == 1
+        for part in (b"first", b"second"):
+            writer = await d.writer("r/grown", append=True) if await d.exists("r/grown") else await d.writer("r/grown")
+            await writer.write(part)
+            await writer.close()
+        grown = await d.stat_file("r/grown")
+        assert grown.size == len(b"firstsecond")
+        await d.delete_file("r/grown", grown)
+        await d.delete_file("r/grown", grown)
+        assert not await d.exists("r/grown")
+        await d.delete_file("r/dir/inner", await d.stat_file("r/dir/inner"))
+        assert [f.path async for f in d.walk("r")] == []
+        await d.remove_empty_dir("r/dir")
+
+    run(make_driver, body)
+
+
+def test_create_content_writes_only_where_no_file_is(make_driver: DriverFactory) -> None:
+    async def body(d: StorageDriver) -> None:
+        assert await d.create_content("r/doc", b"first")
+        assert not await d.create_content("r/doc", b"second")
+        assert await d.get_content("r/doc") == b"first"
+        await d.delete("r")
+
+    run(make_driver, body)

@@ -19,8 +19,8 @@ from botocore.exceptions import ClientError
 from ocistore.config import S3DriverConfig
 from ocistore.config.drivers import MIB
 from ocistore.errors import ErrorCode, RegistryError
-from ocistore.storage import PathNotFound, s3
-from ocistore.storage.s3 import S3Driver
+from ocistore.storage import PathNotFound
+from ocistore.storage.s3 import S3Driver, calls, pieces
 from tests.moto import MotoServer, zot_s3_policy
 from tests.moto import moto_iam as moto_iam
 from tests.servers import free_port
@@ -149,7 +149,7 @@ def test_a_large_write_goes_out_in_parts_while_written(
 
 
 def test_listings_follow_continuation(params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(s3, "LIST_PAGE", 2)
+    monkeypatch.setattr(calls, "LIST_PAGE", 2)
     files = ["d/a/1", "d/a/2", "d/a/3", "d/b/1", "d/c", "d/e", "d/f"]
 
     async def body(d: S3Driver) -> None:
@@ -167,7 +167,7 @@ def test_listings_follow_continuation(params: dict[str, Any], monkeypatch: pytes
 
 def test_copies_past_the_copy_limit_go_in_parts(params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     # S3 copies at most 5 GiB in one request; a lower limit here takes the same path cheaply.
-    monkeypatch.setattr(s3, "MAX_COPY", 8 * MIB)
+    monkeypatch.setattr(pieces, "MAX_COPY", 8 * MIB)
     data = os.urandom(12 * MIB)
 
     async def body(d: S3Driver) -> None:
@@ -190,7 +190,7 @@ def test_copies_past_the_copy_limit_go_in_parts(params: dict[str, Any], monkeypa
 
 def test_touch_past_the_copy_limit_renews_in_parts(params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """A layer over 5 GiB must be renewable too (GC's age): CopyObject refuses it."""
-    monkeypatch.setattr(s3, "MAX_COPY", 8 * MIB)
+    monkeypatch.setattr(pieces, "MAX_COPY", 8 * MIB)
     data = os.urandom(12 * MIB)
 
     async def body(d: S3Driver) -> None:

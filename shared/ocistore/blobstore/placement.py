@@ -29,10 +29,10 @@ async def real(blobs: BlobStore, digest: str, path: str) -> FileInfo | None:
     """The holder's file when it holds the bytes themselves (not gone, not a placeholder, not a
     directory squatting on a blob's path)."""
     try:
-        info = await blobs.driver.stat(path)
+        info = await blobs.driver.stat_file(path)
     except PathNotFound:
         return None
-    return None if info.is_dir or blobs.policy.is_placeholder(digest, info.size) else info
+    return None if blobs.policy.is_placeholder(digest, info.size) else info
 
 
 async def live_original(blobs: BlobStore, digest: str, exclude: str) -> str | None:
@@ -46,7 +46,9 @@ async def live_original(blobs: BlobStore, digest: str, exclude: str) -> str | No
     return None
 
 
-async def place(blobs: BlobStore, repo: str, digest: Digest, upload: str, size: int) -> None:
+async def place(blobs: BlobStore, repo: str, digest: Digest, source: str | bytes, size: int) -> None:
+    """Make verified bytes the repository's blob: `source` is an upload file of the caller's
+    (moved into place or dropped), or the bytes themselves (a small push, written once)."""
     target = blob_path(repo, digest)
     await _clear_way(blobs, target)
     key = str(digest)
@@ -54,7 +56,12 @@ async def place(blobs: BlobStore, repo: str, digest: Digest, upload: str, size: 
         if blobs.holders is None:
             # Under the digest's lock all the same: GC's deletion re-checks the age under it.
             lease.check()
-            await blobs.driver.move(upload, target)
+            await _store(blobs, source, target)
+            return
+        if isinstance(source, bytes) and await _writes_blindly(blobs, key, target):
+            lease.check()
+            await blobs.driver.put_content(target, source)
+            await blobs.holders.add(key, target)
             return
         damaged: set[str] = set()
         here = await _intact(blobs, key, target, size, damaged)
@@ -63,23 +70,50 @@ async def place(blobs: BlobStore, repo: str, digest: Digest, upload: str, size: 
         if here:
             # Pushed again: fresh for GC's delay, as a push in flight must be.
             await blobs.driver.touch(target)
-            await _drop(blobs, upload)
+            await _drop_source(blobs, source)
         elif original is not None and await _intact(blobs, key, original, size, damaged):
             await hold(blobs, original, target)
-            await _drop(blobs, upload)
+            await _drop_source(blobs, source)
         else:
-            await blobs.driver.move(upload, target)
+            await _store(blobs, source, target)
             if damaged:
                 await _repair(blobs, key, target, damaged)
         await blobs.holders.add(key, target)
+
+
+async def _writes_blindly(blobs: BlobStore, digest: str, target: str) -> bool:
+    """Whether verified bytes in memory may just be written at `target`, without looking at what
+    is there: no copy of the digest is known damaged (so there is nothing to repair) and the
+    holder index names no original elsewhere (so there is nothing to refer to). Whatever the
+    target holds then, these bytes are its digest's: the write renews it, or makes it whole.
+    Not where holders share bytes by links: rewriting an original would split it from them."""
+    assert blobs.holders is not None
+    if blobs.driver.supports_links or await blobs.damage.any_damaged(digest):
+        return False
+    original = await blobs.holders.original(digest)
+    return original is None or original == target
+
+
+async def _store(blobs: BlobStore, source: str | bytes, target: str) -> None:
+    if isinstance(source, bytes):
+        await blobs.driver.put_content(target, source)
+    else:
+        await blobs.driver.move(source, target)
+
+
+async def _drop_source(blobs: BlobStore, source: str | bytes) -> None:
+    if isinstance(source, str):
+        await _drop(blobs, source)
 
 
 async def put_document(blobs: BlobStore, repo: str, digest: Digest, body: bytes) -> None:
     """A manifest's bytes (hashed by the caller). The caller holds the repository's index lock,
     under which GC decides and deletes too, so the renewal and a deletion cannot cross."""
     path = blob_path(repo, digest)
+    if await blobs.driver.create_content(path, body):
+        return  # a new manifest: on S3 one conditional write, no look first
     try:
-        held = (await blobs.driver.stat(path)).size == len(body)
+        held = (await blobs.driver.stat_file(path)).size == len(body)
     except PathNotFound:
         held = False
     if held:
@@ -90,7 +124,10 @@ async def put_document(blobs: BlobStore, repo: str, digest: Digest, body: bytes)
 
 async def _clear_way(blobs: BlobStore, target: str) -> None:
     """A layout copied in by hand may hold a directory at a blob's path: an empty one gives way,
-    anything in it is the operator's to sort out, never overwritten or taken for the blob."""
+    anything in it is the operator's to sort out, never overwritten or taken for the blob. Where
+    a directory is in no file's way (S3), a blob is written beside what lies below its key."""
+    if not blobs.driver.dirs_block_files:
+        return
     try:
         if not (await blobs.driver.stat(target)).is_dir:
             return
@@ -106,7 +143,7 @@ async def _clear_way(blobs: BlobStore, target: str) -> None:
 async def _intact(blobs: BlobStore, digest: str, path: str, size: int, damaged: set[str]) -> bool:
     """Whether `path` serves `size` bytes not known to be damaged; adds a damaged copy's identity."""
     try:
-        resolved = await blobs.resolve(digest, path, await blobs.driver.stat(path))
+        resolved = await blobs.resolve(digest, path, await blobs.driver.stat_file(path))
     except PathNotFound:
         return False
     if resolved is None:
@@ -124,7 +161,7 @@ async def _repair(blobs: BlobStore, digest: str, good: str, damaged: set[str]) -
         if holder == good:
             continue
         try:
-            info = await blobs.driver.stat(holder)
+            info = await blobs.driver.stat_file(holder)
         except PathNotFound:
             continue
         if info.ident in damaged:
@@ -137,7 +174,7 @@ async def _serving(blobs: BlobStore, digest: str, path: str) -> FileInfo | None:
     """Where `path`'s bytes are when it yields the digest's bytes: not a reference whose original
     is gone, nor a copy scrub found damaged."""
     try:
-        resolved = await blobs.resolve(digest, path, await blobs.driver.stat(path))
+        resolved = await blobs.resolve(digest, path, await blobs.driver.stat_file(path))
     except PathNotFound:
         return None
     if resolved is None or await blobs.damage.is_damaged(digest, resolved.info.ident):

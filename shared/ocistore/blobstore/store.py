@@ -89,7 +89,7 @@ class BlobStore:
         """The repository's own blob file, and where its bytes are."""
         path = blob_path(repo, digest)
         try:
-            info = await self.driver.stat(path)
+            info = await self.driver.stat_file(path)
         except PathNotFound:
             return None
         return info, await self.resolve(str(digest), path, info)
@@ -128,7 +128,7 @@ class BlobStore:
             return
         try:
             async with self.lock(digest, wait=RENEW_WAIT):
-                if (await self.driver.stat(held.path)).mtime < older_than:
+                if (await self.driver.stat_file(held.path)).mtime < older_than:
                     await self.driver.touch(held.path)
         except (LockTimeout, PathNotFound):
             pass
@@ -145,12 +145,17 @@ class BlobStore:
         return await self.driver.open_local(blob.path)
 
     async def read_small(self, repo: str, digest: Digest, max_bytes: int) -> bytes | None:
-        """A stored document's bytes (a manifest); None when absent or larger than `max_bytes`."""
-        blob = await self.find(repo, digest)
-        if blob is None or blob.info.size > max_bytes:
-            return None
+        """A stored document's bytes (a manifest); None when absent or larger than `max_bytes`.
+
+        The repository's own file is read with its version in one request; only a dedupe
+        reference costs a second read, of its original."""
+        path = blob_path(repo, digest)
         try:
-            return await self.driver.get_content(blob.path)
+            info, data = await self.driver.read_version(path, max_bytes=max_bytes)
+            blob = await self.resolve(str(digest), path, info)
+            if blob is None or blob.info.size > max_bytes:
+                return None
+            return data if blob.path == path else await self.driver.get_content(blob.path)
         except PathNotFound:
             return None
 
@@ -159,6 +164,10 @@ class BlobStore:
     async def place(self, repo: str, digest: Digest, upload: str, size: int) -> None:
         """Make a verified upload of `size` bytes (a file of the caller's) the repository's blob."""
         await placement.place(self, repo, digest, upload, size)
+
+    async def place_bytes(self, repo: str, digest: Digest, data: bytes) -> None:
+        """Make verified bytes held in memory (a small monolithic push) the repository's blob."""
+        await placement.place(self, repo, digest, data, len(data))
 
     async def put_document(self, repo: str, digest: Digest, body: bytes) -> None:
         """Store a verified small document (a manifest), or renew the copy already there."""

@@ -4,8 +4,10 @@ Tags live in `index.json`, so every tag push is a read-modify-write of the whole
 file.  Done naively that is O(tags) per push and serialises pushes to one repository.
 Instead, concurrent updates of one repository queue up and one writer applies all
 pending ones in a single rewrite: under load, many tags cost one write.  Reads are
-served from a parsed copy checked against the file's identity (one stat), so another
-process's write is always seen.
+served from a parsed copy checked against the file's version in one request
+(`StorageDriver.read_version`: on S3 a GetObject `If-None-Match` its ETag, answered 304
+while it holds), so another process's write is always seen, and a changed file is read
+in that same request.  A rewrite remembers the version its write answered with.
 """
 
 from __future__ import annotations
@@ -94,6 +96,10 @@ class Draft:
     def __init__(self, manifests: list[Descriptor]) -> None:
         self.items = list(manifests)
         self.changed = False
+        # Blobs a mutation of this batch found the repository holding whole: GC, which removes
+        # blobs only under the index lock this batch holds, cannot have removed them since, so
+        # the batch's later manifests naming them need not look again.
+        self.held: set[str] = set()
         self._by_tag: dict[str, Descriptor] = {}
         self._count: dict[str, int] = {}
         self._untagged: dict[str, int] = {}
@@ -156,7 +162,7 @@ class IndexStore:
         self.locks = locks
         self.repositories = repositories
         # Parsed indexes of the repositories most used (bounded: a catalog may hold many).
-        self._recent: Recent[str, tuple[str, float, int, ImageIndex]] = Recent(RECENT_INDEXES, RECENT_INDEX_BYTES)
+        self._recent: Recent[str, tuple[FileInfo, ImageIndex]] = Recent(RECENT_INDEXES, RECENT_INDEX_BYTES)
         self._pending: dict[str, list[_Pending]] = {}
         self._writers: dict[str, asyncio.Task[None]] = {}
 
@@ -167,31 +173,28 @@ class IndexStore:
     async def _read(self, repo: str) -> tuple[ImageIndex | None, FileInfo | None]:
         """The index and the version of the file it was read from (for a fenced rewrite)."""
         path = index_path(repo)
+        known = self._recent.get(repo)
         try:
-            info = await self.driver.stat(path)
+            info, data = await self.driver.read_version(path, known[0] if known else None, MAX_INDEX_BYTES)
         except PathNotFound:
             self._recent.pop(repo)
             return None, None
-        if info.size > MAX_INDEX_BYTES:
-            raise RegistryError(ErrorCode.MANIFEST_INVALID, f"index.json of {repo}: {info.size} bytes, "
-                                f"more than the {MAX_INDEX_BYTES} allowed", message="repository index is corrupt")
         if not self.repositories.known(repo):
             # A layout the index does not list (copied in while serving): listed from now on.
             await self.repositories.add(repo)
-        known = self._recent.get(repo)
-        if known and known[0] == info.ident and known[1] == info.mtime and known[2] == info.size:
-            return known[3], info
-        try:
-            data = await self.driver.get_content(path)
-        except PathNotFound:
-            return None, None
+        if known and info is known[0]:
+            return known[1], info
+        if data is None:
+            raise RegistryError(ErrorCode.MANIFEST_INVALID, f"index.json of {repo}: {info.size} bytes, "
+                                f"more than the {MAX_INDEX_BYTES} allowed", message="repository index is corrupt")
         idx = await asyncio.to_thread(_parse, data, repo) if len(data) > _INLINE_PARSE else _parse(data, repo)
-        if info.ident:
-            self._remember(repo, (info.ident, info.mtime, info.size, idx))
+        self._remember(repo, info, idx)
         return idx, info
 
-    def _remember(self, repo: str, entry: tuple[str, float, int, ImageIndex]) -> None:
-        self._recent.put(repo, entry, 1024 + entry[2] * INDEX_MEMORY_FACTOR)
+    def _remember(self, repo: str, version: FileInfo, idx: ImageIndex) -> None:
+        """Keep a parsed index with the version it is, where the version can be told (an identity)."""
+        if version.ident:
+            self._recent.put(repo, (version, idx), 1024 + version.size * INDEX_MEMORY_FACTOR)
 
     async def require(self, repo: str) -> ImageIndex:
         idx = await self.read(repo)
@@ -252,16 +255,14 @@ class IndexStore:
                 written = ImageIndex.from_doc(doc)
                 data = _serialize(doc, written, current)
                 try:
-                    await self.driver.replace_content(index_path(repo), data, version)
+                    stored = await self.driver.replace_content(index_path(repo), data, version)
                 except VersionChanged:
                     # Someone wrote the index without holding its lock (a lease lost and taken
                     # over): nothing of this batch is acknowledged; the clients retry.
                     log.error("index.json of %s changed under its lock: batch refused", repo)
                     raise RegistryError(ErrorCode.UNAVAILABLE, {"repository": repo}, headers={"Retry-After": "1"},
                                         message="the repository's index changed during this write: retry") from None
-                info = await self.driver.stat(index_path(repo))
-                if info.ident:
-                    self._remember(repo, (info.ident, info.mtime, info.size, written))
+                self._remember(repo, stored or await self.driver.stat(index_path(repo)), written)
                 if created:
                     await self.repositories.add(repo)
             for item, _, error in outcomes:

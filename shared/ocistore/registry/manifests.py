@@ -47,20 +47,25 @@ def _reference(reference: str, *, reading: bool = False) -> Digest | str:
     return reference
 
 
-async def _check_references(store: Store, repo: str, info: ManifestInfo) -> None:
+async def _check_references(store: Store, repo: str, info: ManifestInfo, held: set[str]) -> None:
     """Every blob and child the manifest names is held whole by the repository.
 
     Through the blob store's `stat`, so a directory at a blob's path, a dedupe reference whose original
-    is gone, or a copy scrub found damaged all count as missing: the client pushes it again.
+    is gone, or a copy scrub found damaged all count as missing: the client pushes it again. What
+    an earlier manifest of the same index batch found (`held`, `Draft.held`) is not looked at again.
     """
     missing: list[str] = []
     wanted: list[Ref] = [*([info.config] if info.config else []), *info.children]
     wanted += [r for r in info.blobs if not r.foreign]
     for digest in dict.fromkeys(r.digest for r in wanted):
+        if digest in held:
+            continue
         try:
             await store.blobs.stat(repo, Digest.parse(digest))
         except RegistryError:
             missing.append(digest)
+        else:
+            held.add(digest)
     if missing:
         raise RegistryError(ErrorCode.MANIFEST_BLOB_UNKNOWN, {"digests": missing})
 
@@ -92,7 +97,7 @@ async def put_manifest(store: Store, repo: str, reference: str, body: bytes, con
 
     async def store_and_tag(draft: Draft) -> None:
         # Under the repository's lock, so GC cannot remove a reference between check and write.
-        await _check_references(store, repo, info)
+        await _check_references(store, repo, info, draft.held)
         await store.blobs.put_document(repo, digest, body)
         _remember(store, str(digest), info)
         await tagging(draft)

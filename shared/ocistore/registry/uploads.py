@@ -14,7 +14,11 @@ here:
   file's size, and only then is it used (the tail is read back from storage); a write that
   failed midway forgets it, and each request works on a copy.
 
-So a finished blob is placed only when the bytes on storage hash to its digest.
+So a finished blob is placed only when the bytes on storage hash to its digest.  A small
+body that closes a session holding nothing yet (a monolithic POST+PUT, or a POST with the
+digest) never reaches the session file: it is hashed in memory and, once it matches, written
+straight to its blob, so a 4 KiB push stores its bytes once instead of writing, copying and
+deleting them (docs/design.md, "Content addressing").
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from ..layout import UPLOAD_ID_RE, upload_path, uploads_dir
 from ..locks import Lease, LeaseLost, LockTimeout
 from ..names import is_valid_name
 from ..storage import FileInfo, PathNotFound, is_storage_full
+from .bodies import verify, whole_if_small
 from .ingest import TooLong, feed
 from .store import Store, UploadHash
 
@@ -157,15 +162,19 @@ async def reap_idle(store: Store, repo: str) -> int:
 
 
 async def size(store: Store, repo: str, upload_id: str) -> int:
+    return (await _session(store, repo, upload_id)).size
+
+
+async def _session(store: Store, repo: str, upload_id: str) -> FileInfo:
     try:
-        return (await store.driver.stat(_check_id(repo, upload_id))).size
+        return await store.driver.stat_file(_check_id(repo, upload_id))
     except PathNotFound:
         raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"uuid": upload_id}) from None
 
 
 @asynccontextmanager
-async def _sole_writer(store: Store, repo: str, upload_id: str) -> AsyncIterator[tuple[int, Lease]]:
-    """Hold the session's lock; yields its size, read under the lock, and the lease.
+async def _sole_writer(store: Store, repo: str, upload_id: str) -> AsyncIterator[tuple[FileInfo, Lease]]:
+    """Hold the session's lock; yields its file, read under the lock, and the lease.
 
     A session that does not exist leaves no lock behind (on one host a lock is a file of its
     own per session: requests for made-up ids must not fill the store with them).
@@ -175,11 +184,11 @@ async def _sole_writer(store: Store, repo: str, upload_id: str) -> AsyncIterator
     try:
         async with store.locks.hold(name, wait=SESSION_WAIT) as lease:
             try:
-                current = await size(store, repo, upload_id)
+                session = await _session(store, repo, upload_id)
             except RegistryError:
                 unknown = True
                 raise
-            yield current, lease
+            yield session, lease
     except LockTimeout:
         current = await size(store, repo, upload_id)
         raise _range_refused(current, {}, "another request is writing this upload session") from None
@@ -196,8 +205,8 @@ async def append(store: Store, repo: str, upload_id: str, chunks: AsyncIterator[
     with the bytes that actually arrive; otherwise the chunk is refused with 416 and the
     session is left as it was.
     """
-    async with _sole_writer(store, repo, upload_id) as (current, lease):
-        return await _append(store, repo, upload_id, current, lease, chunks, content_range, content_length)
+    async with _sole_writer(store, repo, upload_id) as (session, lease):
+        return await _append(store, repo, upload_id, session.size, lease, chunks, content_range, content_length)
 
 
 async def _append(store: Store, repo: str, upload_id: str, current: int, lease: Lease,
@@ -269,23 +278,37 @@ async def finish(store: Store, repo: str, upload_id: str, digest: Digest,
     digest mismatch the session is dropped and no blob appears.
     """
     path = _check_id(repo, upload_id)
-    async with _sole_writer(store, repo, upload_id) as (current, lease):
-        total = current
-        if chunks is not None:
-            total = await _append(store, repo, upload_id, current, lease, chunks, content_range, content_length)
-        key = _session_key(repo, upload_id)
-        state = await _hash_up_to(store, key, path, total, digest.algorithm)
-        store.upload_hashes.pop(key)
-        if state.hasher.hexdigest() != digest.encoded:
-            await _drop(store, path)
+    key = _session_key(repo, upload_id)
+    async with _sole_writer(store, repo, upload_id) as (session, lease):
+        whole = None
+        if chunks is not None and session.size == 0 and content_range is None and not store.driver.moves_are_cheap:
+            whole, chunks = await whole_if_small(chunks, content_length)
+        if whole is not None:
+            # Nothing of it is on storage: hashed here, written once to its blob, if it matches.
+            store.upload_hashes.pop(key)
+            mismatch = await verify(digest, whole)
+            if mismatch is None:
+                lease.check()
+                await store.blobs.place_bytes(repo, digest, whole)
+            await store.driver.delete_file(path, session)
             store.upload_quota.closed(repo)
-            mismatch = RegistryError(ErrorCode.DIGEST_INVALID, {"digest": str(digest)})
         else:
-            mismatch = None
-        if mismatch is None:
-            lease.check()
-            await store.blobs.place(repo, digest, path, total)
-            store.upload_quota.closed(repo)
+            total = session.size
+            if chunks is not None:
+                total = await _append(store, repo, upload_id, session.size, lease, chunks, content_range,
+                                      content_length)
+            state = await _hash_up_to(store, key, path, total, digest.algorithm)
+            store.upload_hashes.pop(key)
+            if state.hasher.hexdigest() != digest.encoded:
+                await _drop(store, path)
+                store.upload_quota.closed(repo)
+                mismatch = RegistryError(ErrorCode.DIGEST_INVALID, {"digest": str(digest)})
+            else:
+                mismatch = None
+            if mismatch is None:
+                lease.check()
+                await store.blobs.place(repo, digest, path, total)
+                store.upload_quota.closed(repo)
     # The session is over either way (placed, or dropped on a mismatch): its lock goes too.
     await store.locks.forget(_lock_name(repo, upload_id))
     if mismatch is not None:
@@ -293,7 +316,16 @@ async def finish(store: Store, repo: str, upload_id: str, digest: Digest,
 
 
 async def monolithic(store: Store, repo: str, digest: Digest, chunks: AsyncIterator[bytes]) -> None:
-    """A whole blob in one request: hashed while written, placed only if it matches."""
+    """A whole blob in one request: hashed while written (in memory when small), placed only if
+    it matches."""
+    whole = None
+    if not store.driver.moves_are_cheap:
+        whole, chunks = await whole_if_small(chunks, None)
+    if whole is not None:
+        if mismatch := await verify(digest, whole):
+            raise mismatch
+        await store.blobs.place_bytes(repo, digest, whole)
+        return
     path = upload_path(repo, str(uuid.uuid4()))
     writer = await store.driver.writer(path)
     hasher = digest.hasher()

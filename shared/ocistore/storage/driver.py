@@ -91,6 +91,13 @@ class StorageDriver(ABC):
     name: str
     # Whether `link` shares bytes (hard links) rather than copying them: dedupe needs it.
     supports_links: bool = False
+    # Whether `move` is a rename (no copy, no new file): a small pushed body is then cheaper
+    # written to its session and moved than held in memory and written anew (a file creation
+    # costs more than the rest of a small push on ext4).
+    moves_are_cheap: bool = False
+    # Whether a directory at a path stands in the way of a file there (on disk it does; S3 keys
+    # `a` and `a/b` coexist, so writing `a` never meets, nor touches, what lies below it).
+    dirs_block_files: bool = True
 
     async def open_local(self, path: str) -> int | None:
         """A read-only descriptor of the file, when it lies on a local filesystem (a pull
@@ -105,9 +112,12 @@ class StorageDriver(ABC):
         """Replace `path` atomically: readers see the old bytes or the new, never a mix."""
 
     @abstractmethod
-    async def replace_content(self, path: str, data: bytes, expected: FileInfo | None) -> None:
+    async def replace_content(self, path: str, data: bytes, expected: FileInfo | None) -> FileInfo | None:
         """`put_content`, fenced: only while `path` is still the version `expected` (absent
-        when None), else VersionChanged and nothing is written."""
+        when None), else VersionChanged and nothing is written.
+
+        Returns the version written when the write's answer tells it (S3's ETag), so a caller
+        that remembers it need not stat again; None when only a stat would tell."""
 
     @abstractmethod
     def read_stream(
@@ -120,6 +130,49 @@ class StorageDriver(ABC):
 
     @abstractmethod
     async def stat(self, path: str) -> FileInfo: ...
+
+    async def stat_file(self, path: str) -> FileInfo:
+        """The file at `path`; PathNotFound when there is none, a directory there included.
+
+        What a blob or a document is read through: where telling a directory from nothing
+        costs a request of its own (S3), a caller that only wants a file does not pay it."""
+        info = await self.stat(path)
+        if info.is_dir:
+            raise PathNotFound(path)
+        return info
+
+    async def read_version(self, path: str, known: FileInfo | None = None,
+                           max_bytes: int | None = None) -> tuple[FileInfo, bytes | None]:
+        """A file's current version and its bytes, in one request where storage allows.
+
+        The version is `known` itself, with no bytes, while the file is still that version (the
+        caller holds its bytes); the bytes are None too when the file is larger than `max_bytes`.
+        PathNotFound when there is no file (a directory counts as none)."""
+        info = await self.stat_file(path)
+        if known is not None and same_version(info, known):
+            return known, None
+        if max_bytes is not None and info.size > max_bytes:
+            return info, None
+        return info, await self.get_content(path)
+
+    async def create_content(self, path: str, data: bytes) -> bool:
+        """Write `path` unless a file is there: True when written, False (nothing written) when one
+        is.  One conditional write where storage has them (S3); elsewhere a look, then a write, so
+        only for bytes that may replace what a racing writer put there (a verified document)."""
+        try:
+            await self.stat_file(path)
+        except PathNotFound:
+            await self.put_content(path, data)
+            return True
+        return False
+
+    async def delete_file(self, path: str, info: FileInfo) -> None:
+        """Remove the file `info` describes, read by a caller whose lock keeps it so, without
+        looking at it again where the description suffices (S3); nothing when already gone."""
+        try:
+            await self.delete(path)
+        except PathNotFound:
+            pass
 
     @abstractmethod
     async def list(self, path: str) -> list[str]:

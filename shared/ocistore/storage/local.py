@@ -96,6 +96,7 @@ def _write_all(fd: int, parts: Sequence[bytes]) -> None:
 
 class LocalDriver(StorageDriver):
     name = "local"
+    moves_are_cheap = True
 
     def __init__(self, root: str, commit: bool = False) -> None:
         self.root = os.path.abspath(root)

@@ -23,6 +23,8 @@ class MeasuredDriver(StorageDriver):
         self.inner = inner
         self.name = inner.name
         self.supports_links = inner.supports_links
+        self.moves_are_cheap = inner.moves_are_cheap
+        self.dirs_block_files = inner.dirs_block_files
         self._seconds: dict[str, Any] = {}
 
     def __getattr__(self, attr: str) -> Any:
@@ -54,8 +56,26 @@ class MeasuredDriver(StorageDriver):
     async def put_content(self, path: str, data: bytes) -> None:
         await self._timed("put_content", self.inner.put_content(path, data))
 
-    async def replace_content(self, path: str, data: bytes, expected: FileInfo | None) -> None:
-        await self._timed("replace_content", self.inner.replace_content(path, data, expected))
+    async def replace_content(self, path: str, data: bytes, expected: FileInfo | None) -> FileInfo | None:
+        result: FileInfo | None = await self._timed("replace_content", self.inner.replace_content(path, data, expected))
+        return result
+
+    async def stat_file(self, path: str) -> FileInfo:
+        result: FileInfo = await self._timed("stat_file", self.inner.stat_file(path))
+        return result
+
+    async def read_version(self, path: str, known: FileInfo | None = None,
+                           max_bytes: int | None = None) -> tuple[FileInfo, bytes | None]:
+        result: tuple[FileInfo, bytes | None] = await self._timed(
+            "read_version", self.inner.read_version(path, known, max_bytes))
+        return result
+
+    async def create_content(self, path: str, data: bytes) -> bool:
+        result: bool = await self._timed("create_content", self.inner.create_content(path, data))
+        return result
+
+    async def delete_file(self, path: str, info: FileInfo) -> None:
+        await self._timed("delete_file", self.inner.delete_file(path, info))
 
     async def read_stream(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         started = time.perf_counter()
