@@ -27,6 +27,7 @@ from .driver import (
     same_version,
 )
 from .reserve import SpaceReserve
+from .writebehind import WriteBehind
 
 CHUNK = 1 << 20
 INLINE_LIMIT = 256 << 10
@@ -44,13 +45,16 @@ def _fsync_dir(path: str) -> None:
 
 class LocalWriter(FileWriter):
     """Unbuffered writes on a descriptor: nothing sits in a userspace buffer, so `discard` can
-    cut the file back to where it was and a failed write (a full disk) leaves no tail behind."""
+    cut the file back to where it was and a failed write (a full disk) leaves no tail behind.
+    Large writes are followed by write-behind (writebehind.py): the page cache holds a few
+    windows of a blob, not all of it."""
 
     def __init__(self, fd: int, path: str, commit: bool) -> None:
         self._fd = fd
         self._path = path
         self._commit = commit
         self.size = self._initial = os.fstat(fd).st_size
+        self._behind = WriteBehind(fd, self.size)
 
     async def write(self, data: bytes) -> None:
         await self.write_parts((data,))
@@ -59,10 +63,14 @@ class LocalWriter(FileWriter):
         """One `writev` for all the parts: a received piece reaches the disk without a join."""
         size = sum(len(part) for part in parts)
         if size > INLINE_LIMIT:
-            await asyncio.to_thread(_write_all, self._fd, parts)
+            await asyncio.to_thread(self._write_large, parts, self.size + size)
         else:
             _write_all(self._fd, parts)
         self.size += size
+
+    def _write_large(self, parts: Sequence[bytes], end: int) -> None:
+        _write_all(self._fd, parts)
+        self._behind.advance(end)
 
     async def close(self) -> None:
         try:
