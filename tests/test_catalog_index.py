@@ -229,6 +229,43 @@ def test_replicas_sharing_redis_list_each_others_repositories_at_once(
     asyncio.run(check())
 
 
+def test_a_flushed_redis_is_noticed_by_the_next_page_and_the_store_walked_again(
+        tmp_path: Path, session_redis: RedisServer) -> None:
+    """Redis restarted empty (or failed over to an empty replica): the next page, whole or
+    from any `last=`, lists every repository again instead of an empty or partial catalog."""
+    from prometheus_client import REGISTRY
+
+    def rebuilds() -> float:
+        return REGISTRY.get_sample_value("ocistore_repository_index_rebuilds_total", {"store": "/"}) or 0.0
+
+    root = tmp_path / "data"
+    names = [f"repo-{i:03d}" for i in range(30)]
+    for name in names:
+        _layout(root, name)
+    url = f"redis://127.0.0.1:{session_redis.port}/{REDIS_DB}"
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+    a, b = _plain_registry(root, url), _plain_registry(root, url)
+
+    async def check() -> None:
+        await a.build_repository_indexes()
+        await b.build_repository_indexes()
+        assert await _all(b) == names
+        before = rebuilds()
+        redis.Redis.from_url(url).flushdb()
+        page, more = await catalog_page(b, "repo-009", 5)
+        assert (page, more) == (names[10:15], True)
+        assert rebuilds() == before + 1  # walked once more, not served from the empty set
+        assert await _all(a) == names  # the other replica reads the rebuilt set: no walk of its own
+        assert await _all(b) == names
+        assert rebuilds() == before + 1
+        await a.close()
+        await b.close()
+
+    asyncio.run(check())
+
+
 def test_an_unreachable_redis_index_answers_503_and_loses_no_push(tmp_path: Path) -> None:
     from ocistore.errors import ErrorCode, RegistryError
 

@@ -68,6 +68,9 @@ GC_DURATION = Histogram("ocistore_gc_duration_seconds", "Duration of a repositor
 REPOSITORY_INDEX_CORRECTIONS = Counter(
     "ocistore_repository_index_corrections_total", "Repositories a sweep found missing from the repository "
     "index (added) or listed but gone (removed): changes made outside this registry.", ["store", "kind"])
+REPOSITORY_INDEX_REBUILDS = Counter(
+    "ocistore_repository_index_rebuilds_total", "Walks of a store because Redis no longer held its repository "
+    "index (flushed, restarted empty, failed over to an empty replica).", ["store"])
 EVENTS_SENT = Counter("ocistore_events_sent_total", "Events handed to the queue.")
 EVENTS_LOST = Counter("ocistore_events_lost_total", "Events that could not be queued (the periodic sweep covers "
                       "what they would have triggered).")

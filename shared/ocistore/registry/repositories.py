@@ -20,7 +20,10 @@ API and the workers that `ocistore serve` runs in it, and the processes sharing 
 each other of the repositories they create and remove through a journal
 (`repository_journal`). With Redis it is a sorted set per store
 that every replica reads and writes, so a repository pushed through one replica is listed by
-all at once.
+all at once. The set also holds the empty name (never a repository's) once a walk has filled
+it: every page reads that mark in the same round trip, and a set that lost it (a Redis that
+was flushed, restarted without persistence, or failed over to an empty replica) is walked
+again before the page is served, instead of answering an empty or partial catalog.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from ..errors import ErrorCode, RegistryError
 from ..layout import index_path
 from ..locks import Locks
 from ..logs import Sparse
-from ..metrics import REPOSITORY_INDEX_CORRECTIONS
+from ..metrics import REPOSITORY_INDEX_CORRECTIONS, REPOSITORY_INDEX_REBUILDS
 from ..names import is_valid_name
 from ..storage import PathNotFound, StorageDriver
 from .repository_journal import Journal
@@ -49,6 +52,12 @@ log = logging.getLogger("ocistore.repositories")
 KEY_PREFIX = "ocistore:repositories"
 # Names read from Redis per round trip while a filtered page fills up.
 BATCH = 500
+# The member that says a walk filled the set: it sorts first and is never a repository's name.
+BUILT = ""
+
+
+class _Lost(Exception):
+    """The Redis set no longer holds the mark of a walk: Redis lost what it held."""
 
 
 class _Sorted:
@@ -229,13 +238,19 @@ class RepositoryIndex:
         added = await self._add(found)
         present = set(found)
         removed = 0
-        for name in [n for n in await self.after(None, None) if n not in present]:
+        try:
+            listed = await self._after(None, None, checked=False)
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
+        for name in [n for n in listed if n not in present]:
             # Listed but not walked: gone, or created after the walk passed it. Look again
             # under its lock, which whoever creates or removes it holds.
             async with self.locks.hold(f"index:{name}"):
                 if not await self._exists(name):
                     await self.remove(name)
                     removed += 1
+        if self._memory is None:
+            await self._redis().zadd(self._key, {BUILT: 0})
         if self._built and (added or removed):
             REPOSITORY_INDEX_CORRECTIONS.labels(self.route or "/", "added").inc(added)
             REPOSITORY_INDEX_CORRECTIONS.labels(self.route or "/", "removed").inc(removed)
@@ -255,19 +270,33 @@ class RepositoryIndex:
     async def after(self, last: str | None, count: int | None) -> list[str]:
         """Up to `count` names (all with None) that sort after `last`, in order."""
         try:
-            return await self._after(last, count)
+            try:
+                return await self._after(last, count, checked=True)
+            except _Lost:
+                log.warning("repository index of store %s: Redis no longer holds it (flushed, restarted "
+                            "empty or failed over?); walking the store again", self.route or "/")
+                REPOSITORY_INDEX_REBUILDS.labels(self.route or "/").inc()
+                self._built = False
+                self._known.clear()
+                await self.ensure_built()
+                return await self._after(last, count, checked=False)
         except RedisError as exc:
             raise _unavailable(exc) from exc
 
-    async def _after(self, last: str | None, count: int | None) -> list[str]:
+    async def _after(self, last: str | None, count: int | None, checked: bool) -> list[str]:
         if self._memory is not None:
             return self._memory.all() if last is None and count is None else \
                 self._memory.after(last, count if count is not None else 1 << 62)
-        low = "-" if last is None else f"({last}"
+        low = f"({last if last is not None else BUILT}"  # after the mark, which sorts first
+        pipe = self._redis().pipeline(transaction=False)
+        pipe.zscore(self._key, BUILT)
         if count is None:
-            raw = await self._redis().zrangebylex(self._key, low, "+")
+            pipe.zrangebylex(self._key, low, "+")
         else:
-            raw = await self._redis().zrangebylex(self._key, low, "+", start=0, num=count)
+            pipe.zrangebylex(self._key, low, "+", start=0, num=count)
+        mark, raw = await pipe.execute()
+        if checked and mark is None:
+            raise _Lost
         return [r.decode() for r in raw]
 
     async def close(self) -> None:
