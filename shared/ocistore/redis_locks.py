@@ -22,17 +22,16 @@ import asyncio
 import logging
 import time
 import uuid
-import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import redis.asyncio
 import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from .lease import Lease, LocksUnavailable, LockTimeout
+from .redis_clients import LoopClients
 
 log = logging.getLogger("ocistore.locks")
 
@@ -101,27 +100,20 @@ class Breaker:
 
 class RedisLocks:
     def __init__(self, url: str, ttl: float = LEASE_TTL, prefix: str = "ocistore:") -> None:
-        self._url = url
         self._ttl_ms = int(ttl * 1000)
         self._prefix = prefix
         self._breaker = Breaker()
-        # One client per event loop: the single-process mode runs several loops.
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._clients = LoopClients(
+            url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT,
+            # A refused connection is retried once on a fresh one; a timeout never is.
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
+            retry_on_error=[redis.exceptions.ConnectionError],
+            health_check_interval=5)
         self._missed: dict[str, str] = {}  # key -> token: to release once Redis answers again
         self._releasing: set[asyncio.Task[None]] = set()
 
     def _client(self) -> Any:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = redis.asyncio.Redis.from_url(
-                self._url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT,
-                # A refused connection is retried once on a fresh one; a timeout never is.
-                retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
-                retry_on_error=[redis.exceptions.ConnectionError],
-                health_check_interval=5)
-            self._clients[loop] = client
-        return client
+        return self._clients.get()
 
     async def _call(self, script: str, key: str, *args: Any, undo: str | None = None) -> int:
         """Run a script; with `undo`, a failure after it was sent leaves that token to release

@@ -19,16 +19,15 @@ reference it was pulled by, as zot's metaDB keeps them).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
 from . import jsondoc
 from .locks import Locks
+from .redis_clients import LoopClients
 from .storage import PathNotFound, StorageDriver
 
 log = logging.getLogger("ocistore.statistics")
@@ -118,7 +117,7 @@ class Statistics:
         self.redis_url = redis_url
         self.key_prefix = key_prefix
         self._pending: dict[str, dict[str, Times]] = {}
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._clients = LoopClients(redis_url, socket_timeout=5, socket_connect_timeout=2) if redis_url else None
 
     # -- recording: memory only ----------------------------------------------------------
 
@@ -137,16 +136,8 @@ class Statistics:
     # -- the shared record ---------------------------------------------------------------
 
     def _redis(self) -> Any:
-        """A client of the running loop's (the single-process mode runs several loops)."""
-        import redis.asyncio
-
-        assert self.redis_url is not None
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = redis.asyncio.Redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=2)
-            self._clients[loop] = client
-        return client
+        assert self._clients is not None
+        return self._clients.get()
 
     def _key(self, repo: str) -> str:
         return f"{self.key_prefix}:{repo}"
@@ -214,10 +205,8 @@ class Statistics:
             await self._redis().delete(self._key(repo))
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        client = self._clients.pop(loop, None)
-        if client is not None:
-            await client.aclose()
+        if self._clients is not None:
+            await self._clients.close()
 
 
 def _pair(value: str) -> Times:

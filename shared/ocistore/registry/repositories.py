@@ -32,7 +32,6 @@ import asyncio
 import bisect
 import logging
 import threading
-import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -44,6 +43,7 @@ from ..locks import Locks
 from ..logs import Sparse
 from ..metrics import REPOSITORY_INDEX_CORRECTIONS, REPOSITORY_INDEX_REBUILDS
 from ..names import is_valid_name
+from ..redis_clients import LoopClients
 from ..storage import PathNotFound, StorageDriver
 from .repository_journal import Journal
 
@@ -126,27 +126,18 @@ class RepositoryIndex:
         self.locks = locks
         self.route = route
         self._walk = walk
-        self._redis_url = redis_url
         self._key = f"{KEY_PREFIX}:{route or '/'}"
         self._memory = None if redis_url else _shared_memory(identity, journal)
         # With Redis: names this process knows the set holds, so a read adds nothing twice.
         self._known: set[str] = set()
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._clients = LoopClients(redis_url, socket_timeout=5, socket_connect_timeout=2) if redis_url else None
         self._build: asyncio.Future[None] | None = None
         self._built = False
         self._say = Sparse(60.0)
 
     def _redis(self) -> Any:
-        """A client of the running loop's (`ocistore serve` runs the workers on loops of their own)."""
-        import redis.asyncio
-
-        assert self._redis_url is not None
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = redis.asyncio.Redis.from_url(self._redis_url, socket_timeout=5, socket_connect_timeout=2)
-            self._clients[loop] = client
-        return client
+        assert self._clients is not None
+        return self._clients.get()
 
     # -- keeping it true ---------------------------------------------------------------
 
@@ -300,6 +291,5 @@ class RepositoryIndex:
         return [r.decode() for r in raw]
 
     async def close(self) -> None:
-        for client in list(self._clients.values()):
-            await client.aclose()
-        self._clients.clear()
+        if self._clients is not None:
+            await self._clients.close()
