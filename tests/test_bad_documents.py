@@ -29,7 +29,8 @@ from ocistore.locks import LocalLocks
 from ocistore.registry.manifests import put_manifest
 from ocistore.registry.store import Store
 from ocistore.registry.uploads import monolithic
-from ocistore.scrub import load_report, scrub_store
+from ocistore.scrub import scrub_store
+from ocistore.scrub_report import load_report
 from ocistore.storage.local import LocalDriver
 from tests.api.helpers import (
     OCI_CONFIG,

@@ -23,7 +23,8 @@ from ocistore.mediatypes import OCI_MANIFEST
 from ocistore.registry.index import Draft
 from ocistore.registry.store import Store
 from ocistore.registry.tags import put_tags
-from ocistore.scrub import ScrubReport, scrub_repository
+from ocistore.scrub import scrub_repository
+from ocistore.scrub_report import ScrubReport
 from ocistore.storage.local import LocalDriver
 from tests.test_scrub import blob_file, push_blob, push_manifest, run
 

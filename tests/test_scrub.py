@@ -26,15 +26,8 @@ from ocistore.registry.manifests import put_manifest
 from ocistore.registry.store import Store
 from ocistore.registry.uploads import monolithic
 from ocistore.scraped import scrub_families
-from ocistore.scrub import (
-    REPORT_PATH,
-    Finding,
-    ScrubReport,
-    load_report,
-    report_rows,
-    scrub_repository,
-    scrub_store,
-)
+from ocistore.scrub import scrub_repository, scrub_store
+from ocistore.scrub_report import REPORT_PATH, Finding, ScrubReport, load_report, report_rows
 from ocistore.storage.local import LocalDriver
 
 T = TypeVar("T")

@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from .messaging import QueueStat
-from .scrub import Problem, ScrubReport
+from .scrub_report import Problem, ScrubReport
 
 
 def scrub_families(reports: dict[str, ScrubReport]) -> list[Metric]:

@@ -28,7 +28,7 @@ from ocistore.messaging import EventEmitter, queue_stats
 from ocistore.metrics import CONTENT_TYPE_LATEST, exposition
 from ocistore.registry import Registry, Store
 from ocistore.scraped import dependency_families, queue_families, scrub_families
-from ocistore.scrub import load_report, report_rows
+from ocistore.scrub_report import load_report, report_rows
 from ocistore.storage import PathNotFound
 from ocistore.usage import measure
 

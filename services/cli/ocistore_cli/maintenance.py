@@ -17,7 +17,8 @@ from ocistore.gc import GCReport, GCTotals, collect_or_report
 from ocistore.registry import Registry
 from ocistore.registry.catalog import list_layouts
 from ocistore.registry.store import Store
-from ocistore.scrub import ScrubReport, load_report, report_rows, scrub_store
+from ocistore.scrub import scrub_store
+from ocistore.scrub_report import ScrubReport, load_report, report_rows
 from ocistore.units import format_bytes
 from ocistore.usage import Usage, measure
 

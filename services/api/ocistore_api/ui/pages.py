@@ -35,7 +35,7 @@ from ocistore.registry.catalog import catalog_page, list_layouts
 from ocistore.registry.index import ImageIndex, tag_of
 from ocistore.registry.manifests import MAX_MANIFEST_BYTES, manifest_info
 from ocistore.registry.tags import paginate
-from ocistore.scrub import load_report, report_rows
+from ocistore.scrub_report import load_report, report_rows
 from ocistore.statistics import RepoStatistics
 from ocistore.usage import Usage, measure
 
