@@ -30,11 +30,17 @@ class DynamoDBCache:
         async with self._ready:
             if self._client is None:
                 import aioboto3
+                from aiobotocore.config import AioConfig
 
                 stack = contextlib.AsyncExitStack()
                 session = aioboto3.Session()
+                # A lookup is on the path of every push: with botocore's defaults (60 s to
+                # connect, five attempts with backoff) an unreachable table held a push for
+                # half a minute before its 503; these fail it in a few seconds.
+                config = AioConfig(connect_timeout=2, read_timeout=10,
+                                   retries={"mode": "standard", "max_attempts": 3})
                 self._client = await stack.enter_async_context(
-                    session.client("dynamodb", region_name=self.region, endpoint_url=self.endpoint)
+                    session.client("dynamodb", region_name=self.region, endpoint_url=self.endpoint, config=config)
                 )
                 self._stack = stack
                 await self._create_table()
