@@ -23,6 +23,7 @@ on streaming.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import select
 import threading
@@ -36,6 +37,12 @@ SENDFILE = "ocistore.sendfile"
 # At most this much per sendfile call, so a stop request is seen between calls.
 STEP = 8 << 20
 POLL_MS = 100
+# How far ahead of the socket the file is asked for (POSIX_FADV_WILLNEED). A blob pushed a
+# moment ago is no longer in the page cache (the local driver drops what it wrote, see
+# storage/writebehind.py), and sendfile alone reads a cold file a few pages at a time: the
+# first pull of a 256 MiB blob after its push ran at 310-390 MB/s without the advice, 610-910
+# MB/s with it (the next pulls, from the cache, 850-1,000 MB/s either way).
+READ_AHEAD = 32 << 20
 
 
 class _ClientGone(Exception):
@@ -47,7 +54,14 @@ def _pump(sock: int, fd: int, offset: int, count: int, write_timeout: float, sto
     poller = select.poll()
     poller.register(sock, select.POLLOUT)
     idle = 0.0
+    asked = offset  # the file is asked for up to here
+    end = offset + count
     while count > 0:
+        if asked < end and asked - offset < READ_AHEAD // 2:
+            length = min(READ_AHEAD, end - asked)
+            with contextlib.suppress(OSError):  # advice: a filesystem may not take it
+                os.posix_fadvise(fd, asked, length, os.POSIX_FADV_WILLNEED)
+            asked += length
         if stop.is_set():
             raise _ClientGone("the connection closed")
         try:
