@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import jsondoc
+from .gc_report import GCReport
 from .storage import PathNotFound
 
 if TYPE_CHECKING:
-    from .gc import GCReport
     from .registry.store import Store
 
 log = logging.getLogger("ocistore.gc")

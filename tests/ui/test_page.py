@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from ocistore.config import load_config
-from ocistore.gc import GCReport, collect_repository
+from ocistore.gc import collect_repository
+from ocistore.gc_report import GCReport
 from ocistore.registry import Registry
 from ocistore.registry.catalog import list_layouts
 from tests.api.helpers import (

@@ -13,7 +13,8 @@ from typing import Any
 from ocistore.blobstore import reconcile
 from ocistore.commandline import EXIT_FINDINGS, EXIT_OK
 from ocistore.errors import RegistryError
-from ocistore.gc import GCReport, GCTotals, collect_or_report
+from ocistore.gc import collect_or_report
+from ocistore.gc_report import GCReport, GCTotals
 from ocistore.registry import Registry
 from ocistore.registry.catalog import list_layouts
 from ocistore.registry.store import Store

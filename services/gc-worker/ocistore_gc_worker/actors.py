@@ -20,7 +20,8 @@ import dramatiq
 from ocistore.blobstore import reconcile
 from ocistore.config import Config
 from ocistore.events import DEDUPE_RECONCILE, GC_REPOSITORY, GC_SWEEP
-from ocistore.gc import GCReport, collect_repository, collect_store
+from ocistore.gc import collect_repository, collect_store
+from ocistore.gc_report import GCReport
 from ocistore.locks import locks_for
 from ocistore.messaging import enqueue, enqueue_eventually
 from ocistore.registry import Registry, Store

@@ -25,7 +25,8 @@ from ocistore import gc_history
 from ocistore.auth import DELETE, READ, Kind, Need
 from ocistore.digests import Digest
 from ocistore.errors import ErrorCode, RegistryError
-from ocistore.gc import GCReport, collect_repository
+from ocistore.gc import collect_repository
+from ocistore.gc_report import GCReport
 from ocistore.jsondoc import DocumentError, loads
 from ocistore.mediatypes import INDEXES
 from ocistore.messaging import EventEmitter, QueueStat, queue_stats
