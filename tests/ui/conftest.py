@@ -74,8 +74,10 @@ def du(server: OcistoreServer, *args: str) -> dict[str, Any]:
     return result
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
+    """One Playwright for the tests of this package, closed when they end: its sync API keeps
+    an event loop running in the test thread, where any later `asyncio.run` would fail."""
     require_tool("chromium")  # Debian's package; a missing browser fails the test, never skips it
     with sync_playwright() as p:
         yield p
