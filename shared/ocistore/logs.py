@@ -29,13 +29,19 @@ class Sparse:
     def __init__(self, every: float = 60.0) -> None:
         self.every = every
         self._last: dict[str, float] = {}
+        self._missed: dict[str, int] = {}
 
     def due(self, key: str) -> bool:
         now = time.monotonic()
         if now - self._last.get(key, float("-inf")) < self.every:
+            self._missed[key] = self._missed.get(key, 0) + 1
             return False
         self._last[key] = now
         return True
+
+    def missed(self, key: str) -> int:
+        """How often `key` was not due since it last was (call once it is due, for the line)."""
+        return self._missed.pop(key, 0)
 
 
 class OncePerOutage(logging.Filter):

@@ -18,8 +18,8 @@ and, per server, a cap on live connections that evicts the oldest idle ones firs
 (lingering, then between requests, then part-way through a head) and answers 503 when all
 are busy.  The cap is kept well below the file-descriptor limit (see `fd_limit`).
 
-It relies on uvicorn internals (`cycle`, `flow`, `pipeline`, `timeout_keep_alive`); they
-are pinned by the version above and exercised by tests/api/test_connection_limits.py.
+It relies on uvicorn internals (`cycle`, `flow`, `pipeline`, `timeout_keep_alive`), pinned
+by pyproject.toml's range and exercised by tests/api/test_connection_limits.py.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import asyncio
 import json
 import logging
 import resource
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -39,9 +38,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from ocistore.config import HTTPConfig
+from ocistore.logs import Sparse
 from ocistore.tls_identity import ClientCertificate
 
-from . import sendfile
+from . import request_body, sendfile
 from .tls import CLIENT_CERTIFICATE
 
 log = logging.getLogger("ocistore.http")
@@ -104,23 +104,6 @@ class _TooManyFields(Exception):
     """Raised inside the parser's on_header: stops parsing at once."""
 
 
-class _Throttled:
-    """A warning at most every 10 s per kind, with how many happened since: a flood of
-    refusals must not become a flood of log lines."""
-
-    def __init__(self) -> None:
-        self.last: dict[str, float] = {}
-        self.count: dict[str, int] = {}
-
-    def warn(self, kind: str, message: str) -> None:
-        self.count[kind] = self.count.get(kind, 0) + 1
-        now = time.monotonic()
-        if now - self.last.get(kind, -1e9) >= 10.0:
-            n = self.count[kind]
-            log.warning("%s%s", message, f" ({n} times since the last such warning)" if n > 1 else "")
-            self.last[kind], self.count[kind] = now, 0
-
-
 IDLE, READING, BUSY, LINGERING = "idle", "reading", "busy", "lingering"
 EVICTION_ORDER = (LINGERING, IDLE, READING)
 
@@ -133,19 +116,24 @@ class Pool:
         self.by_state: dict[str, OrderedDict[GuardedProtocol, None]] = {
             s: OrderedDict() for s in (IDLE, READING, BUSY, LINGERING)}
         self.state: dict[GuardedProtocol, str] = {}
-        self.warnings = _Throttled()
+        self._say = Sparse(10.0)  # a flood of refusals must not become a flood of log lines
 
     def __len__(self) -> int:
         return len(self.state)
+
+    def warn(self, kind: str, message: str) -> None:
+        if self._say.due(kind):
+            n = self._say.missed(kind)
+            log.warning("%s%s", message, f" ({n + 1} times since the last such warning)" if n else "")
 
     def admit(self, conn: GuardedProtocol) -> bool:
         """Make room by evicting the oldest evictable connection; False when all are busy."""
         while len(self.state) >= self.cap:
             victim = next((c for s in EVICTION_ORDER for c in self.by_state[s]), None)
             if victim is None:
-                self.warnings.warn("full", f"{self.cap} connections, all busy: answering 503")
+                self.warn("full", f"{self.cap} connections, all busy: answering 503")
                 return False
-            self.warnings.warn("evict", f"{self.cap} connections: closing the oldest idle ones")
+            self.warn("evict", f"{self.cap} connections: closing the oldest idle ones")
             self.forget(victim)
             victim.transport.close()
         self.set(conn, IDLE)
@@ -189,6 +177,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.body_timer: asyncio.TimerHandle | None = None
         self.write_timer: asyncio.TimerHandle | None = None
         self.client_certificate: ClientCertificate | None = None
+        self.body = request_body.BodyPieces()  # the current request's (request_body.install)
 
     # --- connection life
 
@@ -281,7 +270,17 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.requests >= self.limits.max_requests and self.cycle is not None:
             self.cycle.keep_alive = False
+        if self.cycle is not None:
+            self.body = request_body.install(self.cycle)
         sendfile.offer(self, self.limits.write_timeout)
+
+    def on_body(self, body: bytes) -> None:
+        """uvicorn's, keeping the piece uncopied (request_body.py)."""
+        if (self.parser.should_upgrade() and self._should_upgrade()) or self.cycle.response_complete:
+            return
+        if self.body.add(body):
+            self.flow.pause_reading()
+        self.cycle.message_event.set()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -308,7 +307,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._serving():  # a pipelined head waits for us, not for the client
             self.header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timed_out)
             return
-        self.pool.warnings.warn("header-timeout", f"request head not complete within {self.limits.header_timeout:g}s")
+        self.pool.warn("header-timeout", f"request head not complete within {self.limits.header_timeout:g}s")
         if self.head_bytes:
             self._refuse(408, "Request Timeout", "request head not complete in time")
         else:
@@ -327,7 +326,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if idle < self.limits.body_idle_timeout:
             self.body_timer = self.loop.call_later(self.limits.body_idle_timeout - idle, self._body_check)
             return
-        self.pool.warnings.warn("body-timeout", f"no request body bytes for {self.limits.body_idle_timeout:g}s")
+        self.pool.warn("body-timeout", f"no request body bytes for {self.limits.body_idle_timeout:g}s")
         if cycle is not None and not cycle.response_started:
             self.transport.write(_refusal(408, "Request Timeout", "request body stalled"))
         if cycle is not None:  # what connection_lost does, now: the app must not answer any more
@@ -349,7 +348,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def _write_timed_out(self) -> None:
         self.write_timer = None
         if self.flow.write_paused and not self.transport.is_closing():
-            self.pool.warnings.warn("write-timeout", f"client read nothing for {self.limits.write_timeout:g}s")
+            self.pool.warn("write-timeout", f"client read nothing for {self.limits.write_timeout:g}s")
             self.transport.abort()  # close() would wait for a buffer the client never drains
 
     # --- refusing
@@ -365,7 +364,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if quiet:
             log.debug("refused a TLS handshake on the plain-HTTP port: %d %s", status, message)
         else:
-            self.pool.warnings.warn(f"refuse-{status}", f"refused a request: {status} {message}")
+            self.pool.warn(f"refuse-{status}", f"refused a request: {status} {message}")
         if self._serving():  # an answer is being written: end the connection after it instead
             self.cycle.keep_alive = False
             self.flow.pause_reading()

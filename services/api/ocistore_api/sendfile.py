@@ -104,7 +104,7 @@ def offer(protocol: Any, write_timeout: float) -> None:
             await _send(transport, message["fd"], int(message["offset"]), count, write_timeout)
         except _ClientGone as exc:
             if "read nothing" in str(exc):
-                protocol.pool.warnings.warn("write-timeout", str(exc))
+                protocol.pool.warn("write-timeout", str(exc))
             transport.abort()
             cycle.disconnected = True  # the app's further sends are dropped, as for a hang-up
             return
