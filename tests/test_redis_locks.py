@@ -47,12 +47,14 @@ def test_a_lease_excludes_another_replica(own_redis: RedisServer) -> None:
 
 
 def test_a_lease_outlives_its_ttl_while_renewed(own_redis: RedisServer) -> None:
-    locks = RedisLocks(own_redis.url, ttl=0.6)
-    other = RedisLocks(own_redis.url, ttl=0.6)
+    # A TTL of 2 s renews every 0.67 s: only a stall of the whole process past 1.3 s (which a
+    # loaded 2-core CI machine gave a 0.6 s TTL) lets the key expire between two renewals.
+    locks = RedisLocks(own_redis.url, ttl=2.0)
+    other = RedisLocks(own_redis.url, ttl=2.0)
 
     async def scenario() -> None:
         async with locks.hold("index:r") as lease:
-            await asyncio.sleep(2.0)  # the work under the lease, three TTLs long
+            await asyncio.sleep(6.0)  # the work under the lease, three TTLs long
             lease.check()
             with pytest.raises(LockTimeout):
                 async with other.hold("index:r", wait=0.1):
