@@ -304,7 +304,8 @@ def test_corrupted_blob_shows_up_in_the_scrub_report_within_one_interval(
     report = json.loads(report_path.read_text())
     healthy = digest_of(image.config)
     assert _mismatch_for(report, healthy) is None, f"intact blob {healthy} reported as corrupt"
-    assert victim.split(":", 1)[1] in topology.process_log("scrub-worker"), "no log line names the corrupt blob"
+    named = wait_until(lambda: victim.split(":", 1)[1] in topology.process_log("scrub-worker"), 10, 0.05)
+    assert named is not None, "no log line names the corrupt blob"  # logged as the pass goes, may trail the report
     # The report endpoint (any replica: they read the same stored report) shows it too.
     for client in (*replica_clients, lb_client):
         resp = client.get("/scrub/report")
