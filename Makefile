@@ -38,13 +38,22 @@ BENCH_WHY := the benchmark compares against docker-registry and openssl's sha256
 
 .PHONY: install run test bench lint apt-test apt-bench fresh-check
 
-$(BIN)/ocistore: pyproject.toml
+# .venv holds exactly the locked versions (requirements-dev.lock: pyproject.toml with its dev
+# extra, at the image's runtime pins), so a new upstream release changes nothing here until
+# the lock is regenerated on purpose (README, "Locked dependencies").  The build backend comes
+# from the image's build lock, so the editable install fetches nothing unpinned either.
+DEV_LOCK := requirements-dev.lock
+BUILD_LOCK := deploy/requirements-build.lock
+
+$(BIN)/ocistore: pyproject.toml $(DEV_LOCK) $(BUILD_LOCK)
 	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "ocistore needs Python >= 3.11; $(PY) is $$($(PY) -V 2>&1)" >&2; exit 1; }
 	@$(APT_NEED) "make install" "$(RUN_WHY)" $(RUN_APT)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(DEV_LOCK) -r $(BUILD_LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $@
 
 install: $(BIN)/ocistore

@@ -10,6 +10,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
 from tests.servers import BIN
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,3 +71,20 @@ def ocistore_argv_ok(argv: list[str]) -> None:
         if arg.startswith("--"):
             # Exactly as the help spells it: argparse would also take an abbreviation.
             assert arg.split("=", 1)[0] in flags, f"{name} takes no {arg}:\n{result.stdout}"
+
+
+def read_lock(path: Path) -> dict[str, tuple[Version, Marker | None, list[str]]]:
+    """name -> (pinned version, environment marker, hashes) of a `pip --require-hashes` file."""
+    text = re.sub(r"\\\n\s*", " ", path.read_text())
+    out: dict[str, tuple[Version, Marker | None, list[str]]] = {}
+    for line in text.splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        hashes = re.findall(r"--hash=sha256:([0-9a-f]{64})", line)
+        req = Requirement(re.sub(r"\s--hash=\S+", "", line).strip())
+        pins = [s for s in req.specifier if s.operator == "=="]
+        assert len(pins) == 1 and len(req.specifier) == 1, f"{path.name}: {req} is not pinned with =="
+        assert hashes, f"{path.name}: {req.name} has no hash"
+        out[canonicalize_name(req.name)] = (Version(pins[0].version), req.marker, hashes)
+    return out

@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from ocistore.config import load_config
-from tests.deploy.common import DEPLOY, PYPROJECT, REPO, assert_verifies, ocistore_argv_ok
+from tests.deploy.common import DEPLOY, PYPROJECT, REPO, assert_verifies, ocistore_argv_ok, read_lock
 from tests.deploy.dockerfile import Dockerfile, parse
 
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -165,23 +165,6 @@ def test_build_context_holds_what_the_copies_need(dockerfile: Dockerfile) -> Non
 
 # --- the lock files ----------------------------------------------------------------------
 
-def _lock(path: Path) -> dict[str, tuple[Version, Marker | None, list[str]]]:
-    """name -> (pinned version, environment marker, hashes) of a `pip --require-hashes` file."""
-    text = re.sub(r"\\\n\s*", " ", path.read_text())
-    out: dict[str, tuple[Version, Marker | None, list[str]]] = {}
-    for line in text.splitlines():
-        line = line.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
-        hashes = re.findall(r"--hash=sha256:([0-9a-f]{64})", line)
-        req = Requirement(re.sub(r"\s--hash=\S+", "", line).strip())
-        pins = [s for s in req.specifier if s.operator == "=="]
-        assert len(pins) == 1 and len(req.specifier) == 1, f"{path.name}: {req} is not pinned with =="
-        assert hashes, f"{path.name}: {req.name} has no hash"
-        out[canonicalize_name(req.name)] = (Version(pins[0].version), req.marker, hashes)
-    return out
-
-
 def _for_image(marker: Marker | None) -> bool:
     return marker is None or any(marker.evaluate(env) for env in IMAGE_ENVS)
 
@@ -199,7 +182,7 @@ def _extras_requirements(req: Requirement) -> list[Requirement]:
 
 
 def test_lock_pins_every_dependency_of_pyproject_with_hashes() -> None:
-    lock = _lock(DEPLOY / "requirements.lock")
+    lock = read_lock(DEPLOY / "requirements.lock")
     assert "pyproject.toml" in (DEPLOY / "requirements.lock").read_text().splitlines()[1], \
         "the lock's header names the command that made it, from pyproject.toml"
     wanted = [Requirement(r) for r in PYPROJECT["project"]["dependencies"]]
@@ -220,7 +203,7 @@ def test_lock_pins_every_dependency_of_pyproject_with_hashes() -> None:
 def test_lock_is_closed_over_its_dependencies() -> None:
     """Each locked distribution installed here at the locked version: its own requirements
     (for the image's platforms) are locked too. `pip check` in the build proves the rest."""
-    lock = _lock(DEPLOY / "requirements.lock")
+    lock = read_lock(DEPLOY / "requirements.lock")
     checked = 0
     for name, (version, _, _) in lock.items():
         try:
@@ -239,7 +222,7 @@ def test_lock_is_closed_over_its_dependencies() -> None:
 
 
 def test_build_lock_pins_the_build_backend() -> None:
-    lock = _lock(DEPLOY / "requirements-build.lock")
+    lock = read_lock(DEPLOY / "requirements-build.lock")
     wanted = PYPROJECT["build-system"]["requires"]
     source = [line.strip() for line in (DEPLOY / "requirements-build.in").read_text().splitlines()
               if line.strip() and not line.startswith("#")]
