@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -245,3 +246,22 @@ def assert_intact(client: httpx.Client, stored: Stored) -> None:
     assert manifest.status_code == 200 and manifest.content == stored.image.manifest
     tags = client.get(f"/v2/{stored.repo}/tags/list")
     assert tags.status_code == 200 and tags.json()["tags"] == [stored.tag]
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(url: str) -> tuple[str, Samples]:
+    """A server's /metrics: the text (for failure messages) and every sample by name and labels."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    return text, samples
+
+
+def metric(samples: Samples, name: str, **labels: str) -> float:
+    """The sum over the series of `name` whose labels include `labels`."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)

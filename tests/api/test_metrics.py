@@ -8,27 +8,9 @@ import subprocess
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api.helpers import push_random_image
+from tests.api.helpers import metric, push_random_image, scrape
 from tests.servers import OcistoreServer, require_tool, wait_until
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(server: OcistoreServer) -> tuple[str, Samples]:
-    text = httpx.get(f"{server.url}/metrics", timeout=30).text
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, frozenset(s.labels.items()))] = s.value
-    return text, samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    """The sum over the series of `name` whose labels include `labels`."""
-    want = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
 
 
 def test_requests_storage_locks_holder_index_gc_queues_and_build_are_exposed(tmp_path: Path) -> None:
@@ -42,32 +24,32 @@ def test_requests_storage_locks_holder_index_gc_queues_and_build_are_exposed(tmp
             assert c.delete(f"/v2/metrics/app/manifests/{image.digest}").status_code == 202
 
         def collected() -> bool:
-            return value(scrape(server)[1], "ocistore_gc_removed_total", store="/", kind="blob") >= 1
+            return metric(scrape(server.url)[1], "ocistore_gc_removed_total", store="/", kind="blob") >= 1
 
         # The deletion schedules the repository's GC gcDelay later, in the server's own worker.
-        assert wait_until(collected, timeout=30), scrape(server)[0][-3000:]
-        text, samples = scrape(server)
+        assert wait_until(collected, timeout=30), scrape(server.url)[0][-3000:]
+        text, samples = scrape(server.url)
         manifest = "/v2/{name}/manifests/{reference}"
-        assert value(samples, "ocistore_http_requests_total", method="PUT", route=manifest, code="201") == 2
-        assert value(samples, "ocistore_http_requests_total", method="GET", route=manifest, code="404") == 1
-        assert value(samples, "ocistore_http_request_duration_seconds_bucket", route=manifest, le="0.0001") >= 0
-        assert value(samples, "ocistore_http_request_duration_seconds_count", method="GET", route=manifest) == 2
-        assert value(samples, "ocistore_http_request_bytes_total", method="PUT", route=manifest) \
+        assert metric(samples, "ocistore_http_requests_total", method="PUT", route=manifest, code="201") == 2
+        assert metric(samples, "ocistore_http_requests_total", method="GET", route=manifest, code="404") == 1
+        assert metric(samples, "ocistore_http_request_duration_seconds_bucket", route=manifest, le="0.0001") >= 0
+        assert metric(samples, "ocistore_http_request_duration_seconds_count", method="GET", route=manifest) == 2
+        assert metric(samples, "ocistore_http_request_bytes_total", method="PUT", route=manifest) \
             >= len(image.manifest)
-        assert value(samples, "ocistore_http_response_bytes_total", method="GET", route=manifest) \
+        assert metric(samples, "ocistore_http_response_bytes_total", method="GET", route=manifest) \
             >= len(image.manifest)
-        assert value(samples, "ocistore_http_requests_in_flight") >= 1  # the scrape itself
-        assert value(samples, "ocistore_storage_operation_seconds_count", driver="local", operation="stat") > 0
-        assert value(samples, "ocistore_lock_wait_seconds_count", kind="index") > 0
-        assert value(samples, "ocistore_holder_index_lookups_total") > 0
-        assert value(samples, "ocistore_gc_runs_total", store="/") >= 1
-        assert value(samples, "ocistore_gc_freed_bytes_total", store="/") >= len(image.layers[0])
-        assert value(samples, "ocistore_events_sent_total") >= 3
+        assert metric(samples, "ocistore_http_requests_in_flight") >= 1  # the scrape itself
+        assert metric(samples, "ocistore_storage_operation_seconds_count", driver="local", operation="stat") > 0
+        assert metric(samples, "ocistore_lock_wait_seconds_count", kind="index") > 0
+        assert metric(samples, "ocistore_holder_index_lookups_total") > 0
+        assert metric(samples, "ocistore_gc_runs_total", store="/") >= 1
+        assert metric(samples, "ocistore_gc_freed_bytes_total", store="/") >= len(image.layers[0])
+        assert metric(samples, "ocistore_events_sent_total") >= 3
         assert ("ocistore_events_lost_total", frozenset()) in samples
-        assert value(samples, "ocistore_worker_messages_total", queue="gc", outcome="done") >= 1
+        assert metric(samples, "ocistore_worker_messages_total", queue="gc", outcome="done") >= 1
         assert ("ocistore_queue_messages", frozenset({("queue", "gc"), ("state", "ready")})) in samples
         assert ("ocistore_queue_oldest_message_age_seconds", frozenset({("queue", "gc")})) in samples
-        assert value(samples, "ocistore_scrub_passes_total", store="/") >= 0
+        assert metric(samples, "ocistore_scrub_passes_total", store="/") >= 0
         assert any(n == "ocistore_build_info" and v == 1 for (n, _), v in samples.items())
         assert 'route="/v2/metrics/app' not in text, "a raw path became a label: the series would be unbounded"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.api.helpers import push_random_image
+from tests.api.helpers import metric, push_random_image, scrape
 from tests.servers import OcistoreServer, wait_until
 
 
@@ -116,11 +116,17 @@ def test_sigterm_lets_a_request_in_flight_finish_then_stops(tmp_path: Path) -> N
     server = OcistoreServer(tmp_path).start()
     assert server.proc is not None
     answers: list[int] = []
-    first_bytes_sent = threading.Event()
+    in_flight = threading.Event()
+
+    def answering() -> bool:  # the slow PATCH, beside the scrape itself
+        return metric(scrape(server.url)[1], "ocistore_http_requests_in_flight") >= 2
 
     def slow_body() -> Iterator[bytes]:
         yield b"x" * 4096
-        first_bytes_sent.set()
+        # Sent is not received: a SIGTERM before the server has read the request's head finds
+        # an idle connection, which a draining server closes. The request must be in flight.
+        if wait_until(answering, timeout=10):
+            in_flight.set()
         for _ in range(10):
             clock.sleep(0.1)  # a client on a slow link, not a synchronisation: the server must wait for it
             yield b"y" * 4096
@@ -135,7 +141,7 @@ def test_sigterm_lets_a_request_in_flight_finish_then_stops(tmp_path: Path) -> N
 
         sender = threading.Thread(target=send)
         sender.start()
-        assert first_bytes_sent.wait(10)
+        assert in_flight.wait(20), "the server never counted the PATCH in flight"
         os.kill(server.proc.pid, signal.SIGTERM)
         sender.join(20)
     assert answers == [202], answers

@@ -29,6 +29,7 @@ from tests.api.helpers import (
     delete_manifest,
     descriptor,
     digest_of,
+    metric,
     next_link,
     open_session,
     patch_chunk,
@@ -36,6 +37,7 @@ from tests.api.helpers import (
     push_blob,
     push_manifest,
     push_random_image,
+    scrape,
 )
 from tests.servers import OcistoreTopology, RedisServer, all_gone, blob_file, wait_until
 from tests.topology.conftest import GC_DELAY, SCRUB_INTERVAL
@@ -366,18 +368,13 @@ def test_redis_down_and_back_pushes_and_pulls_keep_working_and_gc_resumes(
 def test_every_replica_answers_metrics_for_the_whole_host(topology: OcistoreTopology) -> None:
     """The topology's processes share one PROMETHEUS_MULTIPROC_DIR: whichever replica a scrape
     reaches (through the balancer, at random) counts what every replica and worker did."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     marker = f"/v2/metrics-{uuid.uuid4().hex[:8]}/tags/list"
     for url in topology.replicas:  # a request straight to each replica: each counts its own
         for _ in range(3):
             assert httpx.get(f"{url}{marker}", timeout=30).status_code == 404
 
     def unknown_tag_lists(url: str) -> float:
-        text = httpx.get(f"{url}/metrics", timeout=30).text
-        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                   if s.name == "ocistore_http_requests_total" and s.labels.get("route") == "/v2/{name}/tags/list"
-                   and s.labels.get("code") == "404")
+        return metric(scrape(url)[1], "ocistore_http_requests_total", route="/v2/{name}/tags/list", code="404")
 
     counts = [unknown_tag_lists(url) for url in topology.replicas]
     assert counts[0] == counts[1] >= 3 * len(topology.replicas), counts
