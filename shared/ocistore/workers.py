@@ -64,8 +64,15 @@ class Ticker(threading.Thread):
         self._stop.set()
 
 
+# How long an idle worker or consumer thread blocks before it looks at its stop flag again.
+# Dramatiq stops the workers, then the consumers, each waiting out one such poll: at its
+# default of 1 s every stop (a restart, a rolling update) took over 2 s with nothing to do.
+# At 250 ms it takes about half a second, for four fetches a second per idle queue on Redis.
+IDLE_POLL_MS = 250
+
+
 def start_worker(broker: dramatiq.Broker, queues: Iterable[str], threads: int) -> dramatiq.Worker:
-    worker = dramatiq.Worker(broker, queues=set(queues), worker_threads=threads)
+    worker = dramatiq.Worker(broker, queues=set(queues), worker_threads=threads, worker_timeout=IDLE_POLL_MS)
     worker.start()
     return worker
 
